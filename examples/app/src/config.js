@@ -1,0 +1,171 @@
+// Configuration comes from environment variables only (12-factor): the Ansible
+// role renders them into an EnvironmentFile for systemd, the tests pass them to
+// child processes. Everything is validated once at start so that a typo fails
+// the deploy immediately with a message naming the variable, instead of
+// surfacing later as a confusing connection error.
+import fs from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+// Exit code for configuration errors: distinct from 1 (crash / forced
+// shutdown) so systemd units and tests can tell "misconfigured" apart.
+export const CONFIG_EXIT_CODE = 2;
+
+export class ConfigError extends Error {
+  constructor(problems) {
+    super(problems.join('; '));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+// The release tarball carries a VERSION file (written by build-release.sh,
+// possibly overridden with APP_VERSION); a git checkout only has package.json.
+export function readVersion() {
+  try {
+    const v = fs.readFileSync(fileURLToPath(new URL('../VERSION', import.meta.url)), 'utf8').trim();
+    if (v) return v;
+  } catch {
+    // no VERSION file: not a release build
+  }
+  const pkg = JSON.parse(fs.readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'));
+  return pkg.version;
+}
+
+function intVar(env, name, def, min, max, problems) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw.trim())) {
+    problems.push(`${name} must be an integer between ${min} and ${max} (got ${JSON.stringify(raw)})`);
+    return def;
+  }
+  const n = Number(raw.trim());
+  if (n < min || n > max) {
+    problems.push(`${name} must be an integer between ${min} and ${max} (got ${JSON.stringify(raw)})`);
+    return def;
+  }
+  return n;
+}
+
+function pgUrlVar(env, name, required, problems) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') {
+    if (required) problems.push(`${name} is required (postgres://user:password@host:port/dbname, through PgBouncer)`);
+    return undefined;
+  }
+  let u;
+  try {
+    u = new URL(raw);
+  } catch {
+    problems.push(`${name} is not a valid URL`); // never echo it: it holds a password
+    return undefined;
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+    problems.push(`${name} must start with postgres:// or postgresql:// (got ${u.protocol}//)`);
+    return undefined;
+  }
+  return raw;
+}
+
+function parseSentinels(raw, problems) {
+  const list = [];
+  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    // host:port, or [v6addr]:port
+    const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(part);
+    const port = m ? Number(m[3]) : 0;
+    if (!m || port < 1 || port > 65535) {
+      problems.push(`REDIS_SENTINELS must be a comma-separated list of host:port (bad entry ${JSON.stringify(part)})`);
+      return [];
+    }
+    list.push({ host: m[1] || m[2], port });
+  }
+  if (list.length === 0) problems.push('REDIS_SENTINELS is set but lists no host:port');
+  return list;
+}
+
+/**
+ * Build the configuration from `env`. Throws ConfigError listing every
+ * problem found. `role` limits what is required: `migrate` only needs the
+ * database, `api` and `worker` need Redis too.
+ */
+export function loadConfig(env = process.env, { role = 'api' } = {}) {
+  const problems = [];
+
+  const port = intVar(env, 'PORT', 3000, 1, 65535, problems);
+  const host = env.HOST || '0.0.0.0';
+  // The worker has no port; its pid keeps two workers on one host apart.
+  const defaultInstance = role === 'api' ? `${os.hostname()}:${port}` : `${os.hostname()}:${role}-${process.pid}`;
+  const instance = env.APP_INSTANCE || defaultInstance;
+
+  const databaseUrl = pgUrlVar(env, 'DATABASE_URL', true, problems);
+  const databaseRoUrl = pgUrlVar(env, 'DATABASE_RO_URL', false, problems) || databaseUrl;
+  // Each process opens up to PG_POOL_SIZE connections per pool to PgBouncer:
+  // an operator budgets instances x pools x size against max_client_conn.
+  const pgPoolSize = intVar(env, 'PG_POOL_SIZE', 10, 1, 1000, problems);
+
+  let redis;
+  if (role !== 'migrate') {
+    const common = {
+      username: env.REDIS_USERNAME || undefined,
+      password: env.REDIS_PASSWORD || undefined,
+    };
+    if (env.REDIS_SENTINELS) {
+      redis = {
+        mode: 'sentinel',
+        sentinels: parseSentinels(env.REDIS_SENTINELS, problems),
+        name: env.REDIS_MASTER_NAME || 'recete',
+        sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
+        ...common,
+      };
+    } else if (env.REDIS_URL) {
+      let u;
+      try {
+        u = new URL(env.REDIS_URL);
+      } catch {
+        problems.push('REDIS_URL is not a valid URL');
+      }
+      if (u && u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+        problems.push(`REDIS_URL must start with redis:// or rediss:// (got ${u.protocol}//)`);
+      }
+      redis = { mode: 'direct', url: env.REDIS_URL, ...common };
+    } else {
+      problems.push('REDIS_SENTINELS (host:port,host:port) or REDIS_URL (redis://host:port) is required');
+    }
+  }
+
+  const queueName = env.QUEUE_NAME || 'recete-jobs';
+  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(queueName)) {
+    // BullMQ uses ':' as its key separator, so keep queue names simple.
+    problems.push(`QUEUE_NAME must match [A-Za-z0-9_.-]{1,100} (got ${JSON.stringify(queueName)})`);
+  }
+
+  const config = {
+    role,
+    version: readVersion(),
+    port,
+    host,
+    instance,
+    databaseUrl,
+    databaseRoUrl,
+    pgPoolSize,
+    redis,
+    queueName,
+    workerConcurrency: intVar(env, 'WORKER_CONCURRENCY', 10, 1, 1000, problems),
+    shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 100, 3600000, problems),
+    readyCheckTimeoutMs: intVar(env, 'READY_CHECK_TIMEOUT_MS', 1000, 10, 60000, problems),
+  };
+
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/** loadConfig for entry points: on error print the problems and exit 2. */
+export function loadConfigOrExit(env = process.env, opts = {}) {
+  try {
+    return loadConfig(env, opts);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`recete-app: configuration error: ${p}\n`);
+    process.exit(CONFIG_EXIT_CODE);
+  }
+}

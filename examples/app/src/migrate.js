@@ -1,0 +1,76 @@
+// Idempotent schema setup: `node src/migrate.js` (the deploy runs it once per
+// release before restarting the API) or `import { migrate }`.
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadConfigOrExit } from './config.js';
+import { createPool } from './db.js';
+import * as log from './log.js';
+
+// Arbitrary constant key for the advisory lock that serialises concurrent
+// migrations (two hosts deploying at once): CREATE TABLE IF NOT EXISTS alone
+// can still fail with a unique violation on pg_type when raced.
+const MIGRATION_LOCK_KEY = 727365746501; // "recete" + 1
+
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS items (
+     id bigserial PRIMARY KEY,
+     name text NOT NULL,
+     payload jsonb,
+     created_by text,
+     created_at timestamptz DEFAULT now()
+   )`,
+  `CREATE TABLE IF NOT EXISTS job_results (
+     job_id text PRIMARY KEY,
+     result jsonb NOT NULL,
+     worker text NOT NULL,
+     processed_at timestamptz DEFAULT now()
+   )`,
+];
+
+/**
+ * Apply the schema. `db` is a pg Pool (or anything with connect()).
+ * The transaction-scoped lock (pg_advisory_xact_lock) is released at COMMIT
+ * and works through PgBouncer in transaction mode, unlike a session lock.
+ */
+export async function migrate(db) {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    for (const stmt of SCHEMA) await client.query(stmt);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+async function main() {
+  const config = loadConfigOrExit(process.env, { role: 'migrate' });
+  log.setLogContext({ component: 'migrate', instance: config.instance, version: config.version });
+  const pool = createPool(config.databaseUrl, { max: 1, name: 'migrate' });
+  try {
+    await migrate(pool);
+    log.info('schema is up to date');
+  } catch (err) {
+    log.error('migration failed', { err });
+    process.exitCode = 1;
+  } finally {
+    await pool.end();
+  }
+}
+
+// Run only when executed directly, not when imported. Compare real paths:
+// the release may be started through a symlink (…/current/src/migrate.js).
+function isMain() {
+  if (!process.argv[1]) return false;
+  try {
+    return fs.realpathSync(process.argv[1]) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) await main();

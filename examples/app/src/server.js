@@ -1,0 +1,57 @@
+// API entry point: `node src/server.js`.
+import { serve } from '@hono/node-server';
+import { loadConfigOrExit } from './config.js';
+import { createPools } from './db.js';
+import { createRedis } from './redis.js';
+import { createQueue } from './queue.js';
+import { createApp } from './api.js';
+import { installProcessHandlers } from './lifecycle.js';
+import * as log from './log.js';
+
+const config = loadConfigOrExit(process.env, { role: 'api' });
+log.setLogContext({ component: 'api', instance: config.instance, version: config.version });
+
+const pools = createPools(config);
+// Fail fast for the readiness PING: no offline queue, so a PING while
+// disconnected errors at once instead of waiting for the reconnect.
+const redis = createRedis(config.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }, 'ready-check');
+const queue = createQueue(config);
+const state = { shuttingDown: false };
+const app = createApp({ config, pools, queue, redis, state });
+
+const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
+  log.info('listening', { address: info.address, port: info.port, pid: process.pid, node: process.version });
+});
+server.on('error', (err) => {
+  // e.g. EADDRINUSE: nothing sensible to do but exit and let systemd retry.
+  log.error('http server error', { err });
+  process.exit(1);
+});
+
+async function shutdown(signal) {
+  // 1. Readiness goes 503 at once (nginx / the deploy stop sending traffic).
+  state.shuttingDown = true;
+  log.info('shutdown started', { signal, timeout_ms: config.shutdownTimeoutMs });
+
+  // 2. Stop accepting connections; close() calls back once every open
+  //    connection has ended, i.e. in-flight requests have been answered.
+  //    Node 18 does not close idle keep-alive connections on close() (19+
+  //    does), and a connection that finishes its request becomes idle later,
+  //    so sweep idle connections until the server is closed.
+  await new Promise((resolve) => {
+    server.close(() => resolve());
+    log.info('listener closed, draining open connections');
+    server.closeIdleConnections?.();
+    const sweep = setInterval(() => server.closeIdleConnections?.(), 100);
+    server.once('close', () => clearInterval(sweep));
+  });
+  log.info('http server closed');
+
+  // 3. Release the backends.
+  const results = await Promise.allSettled([queue.close(), pools.rw.end(), pools.ro.end(), redis.quit()]);
+  for (const r of results) if (r.status === 'rejected') log.warn('error while closing', { err: r.reason });
+  log.info('shutdown complete');
+  process.exit(0);
+}
+
+installProcessHandlers({ shutdown, timeoutMs: config.shutdownTimeoutMs });

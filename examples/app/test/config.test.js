@@ -1,0 +1,90 @@
+// Configuration validation: bad input must stop the process with exit code 2
+// and a message naming the variable (no servers needed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runWithEnv } from '../test-support/app.js';
+import { loadConfig, ConfigError } from '../src/config.js';
+
+const VALID = {
+  DATABASE_URL: 'postgres://app:pw@127.0.0.1:6432/recete',
+  REDIS_SENTINELS: '127.0.0.1:26379,[::1]:26380',
+};
+
+test('server: a bad PORT exits 2 naming PORT', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { ...VALID, PORT: 'eighty' });
+  assert.equal(code, 2, output);
+  assert.match(output, /PORT must be an integer/);
+});
+
+test('server: PORT out of range exits 2', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { ...VALID, PORT: '70000' });
+  assert.equal(code, 2, output);
+  assert.match(output, /PORT/);
+});
+
+test('server: missing DATABASE_URL exits 2 naming DATABASE_URL', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { REDIS_SENTINELS: VALID.REDIS_SENTINELS });
+  assert.equal(code, 2, output);
+  assert.match(output, /DATABASE_URL is required/);
+});
+
+test('worker: missing DATABASE_URL exits 2 naming DATABASE_URL', async () => {
+  const { code, output } = await runWithEnv('src/worker.js', { REDIS_URL: 'redis://127.0.0.1:6379' });
+  assert.equal(code, 2, output);
+  assert.match(output, /DATABASE_URL/);
+});
+
+test('migrate: missing DATABASE_URL exits 2', async () => {
+  const { code, output } = await runWithEnv('src/migrate.js', {});
+  assert.equal(code, 2, output);
+  assert.match(output, /DATABASE_URL/);
+});
+
+test('server: no Redis configured exits 2 naming both variables', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { DATABASE_URL: VALID.DATABASE_URL });
+  assert.equal(code, 2, output);
+  assert.match(output, /REDIS_SENTINELS .* or REDIS_URL/);
+});
+
+test('loadConfig: defaults and parsing', () => {
+  const c = loadConfig({ ...VALID, REDIS_SENTINEL_PASSWORD: 's', REDIS_USERNAME: 'u', REDIS_PASSWORD: 'p' });
+  assert.equal(c.port, 3000);
+  assert.equal(c.host, '0.0.0.0');
+  assert.match(c.instance, /:3000$/);
+  assert.equal(c.databaseRoUrl, VALID.DATABASE_URL);
+  assert.equal(c.pgPoolSize, 10);
+  assert.equal(c.queueName, 'recete-jobs');
+  assert.equal(c.workerConcurrency, 10);
+  assert.equal(c.shutdownTimeoutMs, 25000);
+  assert.equal(c.readyCheckTimeoutMs, 1000);
+  assert.deepEqual(c.redis, {
+    mode: 'sentinel',
+    sentinels: [
+      { host: '127.0.0.1', port: 26379 },
+      { host: '::1', port: 26380 },
+    ],
+    name: 'recete',
+    sentinelPassword: 's',
+    username: 'u',
+    password: 'p',
+  });
+});
+
+test('loadConfig: reports every problem at once', () => {
+  assert.throws(
+    () => loadConfig({ PORT: '0', PG_POOL_SIZE: 'x', REDIS_SENTINELS: 'nohostport', DATABASE_URL: 'mysql://x/y' }),
+    (err) => {
+      assert.ok(err instanceof ConfigError);
+      const msg = err.problems.join('\n');
+      for (const v of ['PORT', 'PG_POOL_SIZE', 'REDIS_SENTINELS', 'DATABASE_URL']) assert.match(msg, new RegExp(v));
+      return true;
+    },
+  );
+});
+
+test('loadConfig: the password in a bad DATABASE_URL is not echoed', () => {
+  assert.throws(
+    () => loadConfig({ ...VALID, DATABASE_URL: 'redis://app:hunter2@host/db' }),
+    (err) => !err.message.includes('hunter2') && /DATABASE_URL/.test(err.message),
+  );
+});

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: recete.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where app instances run: the one placement rule shared by the app roles and scale.yml.
+
+Pure Python, no Ansible imports, so it runs on the controller (filter plugin)
+and is unit-tested directly. An instance is identified by its slot number on
+its host: the TCP port for API instances (recete-api@3000), an index for
+workers (recete-worker@1).
+
+The rule: spread the instances evenly over the group's hosts (counts differ by
+at most one), leave instances that already run where they are, give new ones
+the lowest free slot, and remove the highest slots first when scaling in.
+Written here rather than taken from a library because it is the collection's
+own policy; nothing on PyPI or in community.general expresses it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_WHOLE_NUMBER = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+class PlanError(ValueError):
+    """Input that the plan refuses, with a message that says what to change."""
+
+
+def parse_count(value, name, minimum=0):
+    """Return value as an int >= minimum, or raise PlanError.
+
+    `-e api_replicas=5` arrives as the string "5"; booleans, floats and
+    strings such as "1.5", "abc" or "" are refused.
+    """
+    if isinstance(value, bool) or value is None:
+        raise PlanError("%s must be a whole number, got %r" % (name, value))
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _WHOLE_NUMBER.match(value):
+        number = int(value)
+    else:
+        raise PlanError("%s must be a whole number, got %r" % (name, value))
+    if number < minimum:
+        raise PlanError("%s must be at least %d, got %d" % (name, minimum, number))
+    return number
+
+
+def slot_range(first_slot, per_host_limit):
+    """The slots a host may use: per_host_limit consecutive numbers from first_slot."""
+    return list(range(first_slot, first_slot + per_host_limit))
+
+
+def balanced_counts(hosts, total, current_counts):
+    """How many instances each host gets: floor or ceil of total/len(hosts).
+
+    The hosts that get one more are those that already run the most (fewest
+    changes), then the earlier ones in inventory order.
+    """
+    if not hosts:
+        raise PlanError("no hosts to place instances on")
+    base, extra = divmod(total, len(hosts))
+    order = sorted(range(len(hosts)), key=lambda i: (-current_counts.get(hosts[i], 0), i))
+    favoured = set(order[:extra])
+    return dict((host, base + (1 if i in favoured else 0)) for i, host in enumerate(hosts))
+
+
+def place(hosts, total, current, slots):
+    """Target placement {host: sorted slots} for `total` instances.
+
+    current: {host: [slots running now]} (hosts missing from it run nothing).
+    Running instances on a host that keeps at least as many stay; scale-in
+    drops the highest slots; new instances take the lowest free slots.
+    Instances on slots outside `slots` (an old port range) are dropped first.
+    """
+    allowed = set(slots)
+    counts = balanced_counts(hosts, total, dict((h, len(current.get(h, []))) for h in hosts))
+    target = {}
+    for host in hosts:
+        running = sorted(s for s in current.get(host, []) if s in allowed)
+        want = counts[host]
+        if want > len(slots):
+            raise PlanError("host %s would need %d instances but allows %d" % (host, want, len(slots)))
+        keep = running[:want]
+        free = [s for s in slots if s not in keep]
+        target[host] = sorted(keep + free[:want - len(keep)])
+    return target
+
+
+def diff(current, target):
+    """Instances to start and to stop, as sorted lists of (host, slot)."""
+    start, stop = [], []
+    for host in sorted(set(current) | set(target)):
+        now, then = set(current.get(host, [])), set(target.get(host, []))
+        start.extend((host, s) for s in sorted(then - now))
+        stop.extend((host, s) for s in sorted(now - then, reverse=True))
+    return start, stop
+
+
+def interleave(pairs, hosts):
+    """Order (host, slot) pairs round-robin over hosts, so a batch spreads its risk."""
+    queues = dict((h, [p for p in pairs if p[0] == h]) for h in hosts)
+    ordered = []
+    while any(queues.values()):
+        for host in list(queues):
+            if queues[host]:
+                ordered.append(queues[host].pop(0))
+    return ordered
+
+
+def batches(pairs, size):
+    """Split pairs into consecutive batches of at most `size`."""
+    if size < 1:
+        raise PlanError("batch size must be at least 1, got %d" % size)
+    return [pairs[i:i + size] for i in range(0, len(pairs), size)]
+
+
+def check_capacity(name, total, hosts, per_host_limit):
+    """Refuse more instances than the hosts have slots for."""
+    capacity = len(hosts) * per_host_limit
+    if total > capacity:
+        raise PlanError(
+            "%s=%d exceeds the capacity of the hosts: %d hosts x %d instances per host = %d; "
+            "add hosts to the group or raise the per-host limit" % (name, total, len(hosts), per_host_limit, capacity))
+
+
+def check_connection_budget(tiers, max_client_conn):
+    """Refuse when instances x their database pool size exceed PgBouncer's max_client_conn.
+
+    tiers: list of (name, instances, pool_size).
+    """
+    used = sum(n * pool for _, n, pool in tiers)
+    if used > max_client_conn:
+        detail = " + ".join("%s %d x pool %d" % (name, n, pool) for name, n, pool in tiers)
+        raise PlanError(
+            "connection budget exceeded: %s = %d client connections > PgBouncer max_client_conn %d; "
+            "lower the replicas or the pool size, or raise pgbouncer_max_client_conn"
+            % (detail, used, max_client_conn))
+    return used
+
+
+def plan_tier(name, hosts, replicas, current, first_slot, per_host_limit, batch_size):
+    """The whole plan for one tier (api or worker).
+
+    Returns a dict with the target placement, what changes, and the batches
+    (scale-out and scale-in) in the order they run.
+    """
+    check_capacity(name, replicas, hosts, per_host_limit)
+    slots = slot_range(first_slot, per_host_limit)
+    current = dict((h, sorted(int(s) for s in current.get(h, []))) for h in hosts)
+    target = place(hosts, replicas, current, slots)
+    start, stop = diff(current, target)
+    return {
+        "tier": name,
+        "replicas": replicas,
+        "before": current,
+        "after": target,
+        "start": [list(p) for p in start],
+        "stop": [list(p) for p in stop],
+        "start_batches": [[list(p) for p in b] for b in batches(interleave(start, hosts), batch_size)],
+        "stop_batches": [[list(p) for p in b] for b in batches(interleave(stop, hosts), batch_size)],
+        "changed": bool(start or stop),
+    }
+
+
+def default_batch_size(count, fraction=0.5):
+    """A rolling batch: at most half of the change at once, at least one."""
+    return max(1, int(math.ceil(count * fraction)))
+
+
+def empty_plan(name):
+    """The plan for a tier with no hosts and no instances."""
+    return {"tier": name, "replicas": 0, "before": {}, "after": {}, "start": [], "stop": [],
+            "start_batches": [], "stop_batches": [], "changed": False}
