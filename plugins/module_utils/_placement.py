@@ -129,9 +129,9 @@ def check_connection_budget(tiers, max_client_conn):
 
     tiers: list of (name, instances, pool_size).
     """
-    used = sum(n * pool for _, n, pool in tiers)
+    used = sum(tier[1] * tier[2] for tier in tiers)
     if used > max_client_conn:
-        detail = " + ".join("%s %d x pool %d" % (name, n, pool) for name, n, pool in tiers)
+        detail = " + ".join("%s %d x pool %d" % tier for tier in tiers)
         raise PlanError(
             "connection budget exceeded: %s = %d client connections > PgBouncer max_client_conn %d; "
             "lower the replicas or the pool size, or raise pgbouncer_max_client_conn"

@@ -5,7 +5,7 @@
   tools/lab down [--name demo]
   tools/lab list
   tools/lab ssh HOST [--name demo] [-- CMD...]
-  tools/lab leftovers                               exit 1 if any lab left something
+  tools/lab leftovers [--name NAME]...              exit 1 if a lab left something
 
 State lives in /var/lib/recete-lab/<name>/ (RECETE_LAB_STATE_DIR overrides the
 root), images in /var/cache/recete-lab/images/ (RECETE_LAB_CACHE_DIR).
@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="demo")
     p.set_defaults(func=lambda a: report.ssh(a.host, a.name, a.remote))
 
-    p = sub.add_parser("leftovers", help="list what any lab left on the host; exit 1 if anything")
-    p.set_defaults(func=lambda a: report.leftovers())
+    p = sub.add_parser("leftovers", help="list what labs left on the host; exit 1 if anything")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="only what this lab left (repeatable); default: every lab")
+    p.set_defaults(func=lambda a: report.leftovers(a.name))
     return parser
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from . import cgroups, hostsysctl, machines, mounts, network, procs, state
 from .names import check_lab_name
@@ -31,34 +32,63 @@ def list_labs() -> int:
     return 0
 
 
-def leftovers() -> int:
-    """Everything any lab left on the host; exit 1 if anything."""
+def leftovers(names: list[str] | None = None) -> int:
+    """What labs left on the host; exit 1 if anything.
+
+    With names, only what those labs left (plus host-wide changes once no lab
+    at all remains), so a test run can prove its own cleanup while a demo lab
+    keeps running beside it.
+    """
     require_root()
-    found = []
-    for pid, root in sorted(procs.nspawn_under(state_root()).items()):
-        found.append(f"process: systemd-nspawn pid {pid} on {root}")
+    found = []  # (owning lab or None for host-wide, description)
+    root = state_root()
+    for pid, rootfs in sorted(procs.nspawn_under(root).items()):
+        found.append((_lab_of_path(rootfs), f"process: systemd-nspawn pid {pid} on {rootfs}"))
     for ifname, owner in network.lab_bridges():
-        found.append(f"interface: {ifname}" + (f" (lab {owner})" if owner else ""))
+        found.append((owner, f"interface: {ifname}" + (f" (lab {owner})" if owner else "")))
     for table, rule in network.list_tagged():
-        found.append(f"iptables -t {table}: {' '.join(rule)}")
-    for base in (state_root(), images_dir()):
+        found.append((_lab_of_rule(rule), f"iptables -t {table}: {' '.join(rule)}"))
+    for base in (root, images_dir()):
         for point in mounts.mounts_under(base):
-            found.append(f"mount: {point}")
+            found.append((_lab_of_path(point), f"mount: {point}"))
     for stale in sorted(images_dir().glob(".build-*")):
         if stale.is_dir():
-            found.append(f"unfinished image build: {stale}")
+            found.append((None, f"unfinished image build: {stale}"))
     for name in state.lab_names():
-        found.append(f"lab directory: {state_root() / name}")
+        found.append((name, f"lab directory: {root / name}"))
     for path in cgroups.leftovers():
-        found.append(f"cgroup: {path}")
+        found.append((_lab_of_cgroup(path), f"cgroup: {path}"))
     for key, value in sorted(hostsysctl.changed().items()):
-        found.append(f"sysctl {key.replace('/', '.')} changed by the tool (was {value}; "
-                     f"saved in {hostsysctl.saved_file()})")
+        found.append((None, f"sysctl {key.replace('/', '.')} changed by the tool (was {value}; "
+                            f"saved in {hostsysctl.saved_file()})"))
+    if names:
+        others_remain = any(owner and owner not in names for owner, _ in found)
+        found = [(owner, text) for owner, text in found
+                 if owner in names or (owner is None and not others_remain)]
     if not found:
-        print("no lab leftovers")
+        print("no lab leftovers" + (f" of {', '.join(names)}" if names else ""))
         return 0
-    print("\n".join(found))
+    print("\n".join(text for _, text in found))
     return 1
+
+
+def _lab_of_path(path: str) -> str | None:
+    """The lab owning a path under the state root (its first component)."""
+    base = str(state_root()).rstrip("/") + "/"
+    return path[len(base):].split("/", 1)[0] if path.startswith(base) else None
+
+
+def _lab_of_rule(rule: list[str]) -> str | None:
+    for word in rule:
+        word = word.strip('"')
+        if word.startswith("recete-lab:"):
+            return word.split(":", 1)[1]
+    return None
+
+
+def _lab_of_cgroup(path: str) -> str | None:
+    """Machine cgroups are named <lab>-<host>; lab names have no '-'."""
+    return Path(path).name.split("-", 1)[0]
 
 
 def ssh(host: str, name: str, command: list[str]) -> int:
