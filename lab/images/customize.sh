@@ -3,6 +3,8 @@
 # host with the new root filesystem as $1, after all packages are installed.
 # Changing this file changes the image's cache key.
 set -eu
+# Called by mmdebstrap with the root directory; anything else is refused.
+[ "$#" -eq 1 ] && [ -d "$1" ] || { echo "customize.sh: usage: customize.sh ROOTDIR" >&2; exit 2; }
 root="$1"
 in_root() { chroot "$root" "$@"; }
 
