@@ -1,0 +1,167 @@
+"""PgBouncer in front of the primary and replica (role recete.stack.pgbouncer).
+
+Checks run against the real pooler: sockets, file modes, the entries in
+SHOW DATABASES, a write through the read-write entry read back through the
+read-only one, the file-descriptor limit of the running process, and an
+online RELOAD that restores a changed pool size without a restart. Variables
+come from the role defaults < the lab's group_vars < the Molecule inventory.
+"""
+import functools
+import os
+import shlex
+import time
+import uuid
+
+import pytest
+import testinfra.utils.ansible_runner
+import yaml
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = RUNNER.get_hosts("pgbouncer")
+POSTGRES_HOSTS = RUNNER.get_hosts("postgres")
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+DEFAULTS = os.path.join(PROJECT, "roles", "pgbouncer", "defaults", "main.yml")
+PG_DEFAULTS = os.path.join(PROJECT, "roles", "postgresql", "defaults", "main.yml")
+LAB_VARS = os.path.join(PROJECT, "inventories", "lab", "group_vars", "all", "postgresql.yml")
+
+
+@functools.lru_cache(maxsize=None)
+def _settings(name):
+    merged = {}
+    for path in (PG_DEFAULTS, DEFAULTS, LAB_VARS):
+        if os.path.exists(path):
+            with open(path) as handle:
+                merged.update({k: v for k, v in yaml.safe_load(handle).items() if "{{" not in str(v)})
+    host_vars = RUNNER.get_variables(name)
+    merged.update({k: v for k, v in host_vars.items()
+                   if k.startswith(("pgbouncer_", "postgresql_")) and "{{" not in str(v)})
+    return merged
+
+
+def settings(host):
+    return _settings(host.backend.get_hostname())
+
+
+@functools.lru_cache(maxsize=None)
+def address_of(name):
+    """The host's private address: the source address of its default route (as the roles use)."""
+    route = RUNNER.get_host(name).check_output("ip -4 -o route get 1.1.1.1").split()
+    return route[route.index("src") + 1]
+
+
+def member(role):
+    return [h for h in POSTGRES_HOSTS if RUNNER.get_variables(h).get("postgresql_member_role") == role]
+
+
+def admin(host, command):
+    """A command on the admin console: unix socket, built-in user, no password."""
+    port = settings(host)["pgbouncer_listen_port"]
+    with host.sudo("postgres"):
+        out = host.check_output(
+            f"psql -X -At -F '|' -h /var/run/postgresql -p {port} -U pgbouncer pgbouncer -c {shlex.quote(command)}")
+    return [line.split("|") for line in out.splitlines()]
+
+
+def app_sql(host, entry, query):
+    s = settings(host)
+    return host.run(
+        "PGCONNECT_TIMEOUT=10 PGPASSWORD=%s psql -X -At -h 127.0.0.1 -p %s -U %s -d %s -c %s"
+        % (shlex.quote(str(s["postgresql_app_password"])), s["pgbouncer_listen_port"], s["postgresql_app_user"],
+           entry, shlex.quote(query)))
+
+
+def main_pid(host):
+    return host.check_output("systemctl show --property MainPID --value pgbouncer").strip()
+
+
+def test_service(host):
+    assert host.package("pgbouncer").is_installed
+    service = host.service("pgbouncer")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_listens_on_private_address_and_loopback_only(host):
+    port = settings(host)["pgbouncer_listen_port"]
+    private = address_of(host.backend.get_hostname())
+    assert host.socket(f"tcp://{private}:{port}").is_listening
+    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+    tcp = {s for s in host.socket.get_listening_sockets() if s.startswith("tcp") and s.endswith(f":{port}")}
+    assert tcp == {f"tcp://{private}:{port}", f"tcp://127.0.0.1:{port}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "owner", "mode"),
+    [
+        ("/etc/pgbouncer/pgbouncer.ini", "root", 0o640),
+        ("/etc/pgbouncer/pgbouncer-restart.ini", "root", 0o640),
+        ("/etc/pgbouncer/userlist.txt", "postgres", 0o640),
+    ],
+)
+def test_config_files_not_world_readable(host, path, owner, mode):
+    with host.sudo():
+        f = host.file(path)
+        assert f.is_file
+        assert f.user == owner
+        assert f.group == "postgres"
+        assert f.mode == mode
+
+
+def test_pooling_settings(host):
+    s = settings(host)
+    config = {row[0]: row[1] for row in admin(host, "SHOW CONFIG")}
+    assert config["pool_mode"] == "transaction"
+    assert config["auth_type"] == "scram-sha-256"
+    assert int(config["max_client_conn"]) == int(s["pgbouncer_max_client_conn"])
+    assert int(config["default_pool_size"]) == int(s["pgbouncer_default_pool_size"])
+
+
+def test_entries_point_at_primary_and_replica(host):
+    s = settings(host)
+    hosts = {row[0]: row[1] for row in admin(host, "SHOW DATABASES")}
+    assert hosts[s["pgbouncer_rw_name"]] == address_of(member("primary")[0])
+    assert hosts[s["pgbouncer_ro_name"]] == address_of((member("replica") or member("primary"))[0])
+
+
+def test_file_limit_fits_max_client_conn(host):
+    s = settings(host)
+    with host.sudo():
+        limits = host.file(f"/proc/{main_pid(host)}/limits").content_string
+    soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
+    needed = int(s["pgbouncer_max_client_conn"]) + 2 * int(s["pgbouncer_default_pool_size"])
+    assert soft >= needed
+
+
+def test_write_through_rw_is_read_through_ro(host):
+    s = settings(host)
+    token = uuid.uuid4().hex
+    for query in ("CREATE TABLE IF NOT EXISTS recete_pgbouncer_check (token text, at timestamptz DEFAULT now())",
+                  f"INSERT INTO recete_pgbouncer_check (token) VALUES ('{token}')"):
+        result = app_sql(host, s["pgbouncer_rw_name"], query)
+        assert result.rc == 0, result.stderr
+    for _ in range(30):
+        result = app_sql(host, s["pgbouncer_ro_name"],
+                         f"SELECT count(*) FROM recete_pgbouncer_check WHERE token = '{token}'")
+        if result.rc == 0 and result.stdout.strip() == "1":
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"row not readable through {s['pgbouncer_ro_name']}: {result.stderr}")
+    if member("replica"):
+        refused = app_sql(host, s["pgbouncer_ro_name"], "INSERT INTO recete_pgbouncer_check (token) VALUES ('x')")
+        assert "read-only transaction" in refused.stderr
+
+
+def test_reload_applies_pool_size_online(host):
+    """SET changes the running pool size; RELOAD puts pgbouncer.ini's back, same process."""
+    s = settings(host)
+    configured = int(s["pgbouncer_default_pool_size"])
+    pid = main_pid(host)
+    admin(host, f"SET default_pool_size = {configured + 1}")
+    sizes = {row[0]: int(row[5]) for row in admin(host, "SHOW DATABASES")}
+    assert sizes[s["pgbouncer_rw_name"]] == configured + 1
+    admin(host, "RELOAD")
+    sizes = {row[0]: int(row[5]) for row in admin(host, "SHOW DATABASES")}
+    assert sizes[s["pgbouncer_rw_name"]] == configured
+    assert main_pid(host) == pid

@@ -1,0 +1,315 @@
+"""Redis and Sentinel on the data tier's lab machines (role recete.stack.redis).
+
+Every check talks to the real servers: sockets, ACLs as the application
+user, replication of a write, the Sentinels' agreement. Passwords come from
+the inventory Molecule uses, else from the lab's group_vars.
+"""
+import functools
+import os
+import shlex
+import time
+import uuid
+
+import pytest
+import testinfra
+import testinfra.utils.ansible_runner
+import yaml
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+testinfra_hosts = sorted(set(RUNNER.get_hosts("redis")) | set(RUNNER.get_hosts("sentinel")))
+REDIS_HOSTS = RUNNER.get_hosts("redis")
+SENTINEL_HOSTS = RUNNER.get_hosts("sentinel")
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+LAB_VARS = os.path.join(PROJECT, "inventories", "lab", "group_vars", "all", "redis.yml")
+DEFAULTS = os.path.join(PROJECT, "roles", "redis", "defaults", "main.yml")
+MARKER = "# recete.stack: written once by the redis role"
+
+
+@functools.lru_cache(maxsize=None)
+def get_host(name):
+    """A host of the inventory, reached through Ansible (as the tests' own hosts are)."""
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
+
+
+@functools.lru_cache(maxsize=None)
+def _settings(name):
+    host = get_host(name)
+    return _load_settings(host)
+
+
+def settings(host):
+    return _settings(host.backend.get_hostname())
+
+
+def _load_settings(host):
+    """The role's variables for this host: defaults < lab group_vars < Molecule inventory."""
+    with open(DEFAULTS) as handle:
+        merged = {k: v for k, v in yaml.safe_load(handle).items() if not str(v).startswith("{{")}
+    if os.path.exists(LAB_VARS):
+        with open(LAB_VARS) as handle:
+            merged.update(yaml.safe_load(handle))
+    merged.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("redis_")})
+    return merged
+
+
+@functools.lru_cache(maxsize=None)
+def _private_address(name):
+    host = get_host(name)
+    return host.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]["ansible_default_ipv4"]["address"]
+
+
+def private_address(host):
+    return _private_address(host.backend.get_hostname())
+
+
+def cli(host, password, *args, user=None, port=6379, target="127.0.0.1"):
+    """redis-cli on the host; the password goes through stdin (--askpass)."""
+    words = ["redis-cli", "-h", target, "-p", str(port)]
+    if user:
+        words += ["--user", user]
+    if password is not None:
+        words.append("--askpass")
+    words += [str(a) for a in args]
+    command = " ".join(shlex.quote(w) for w in words)
+    if password is not None:
+        command = "printf '%s\\n' {} | {}".format(shlex.quote(password), command)
+    return host.run(command).stdout.strip()
+
+
+def admin(host, *args, **kwargs):
+    s = settings(host)
+    return cli(host, s["redis_admin_password"], *args, user=s.get("redis_admin_user", "admin"), **kwargs)
+
+
+def app(host, *args, **kwargs):
+    s = settings(host)
+    return cli(host, s["redis_app_password"], *args, user=s.get("redis_app_user", "recete"), **kwargs)
+
+
+def sentinel(host, *args):
+    s = settings(host)
+    return cli(host, s["redis_sentinel_password"], *args, port=s.get("redis_sentinel_port", 26379))
+
+
+def master_address(host):
+    reply = sentinel(host, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", settings(host).get("redis_master_name", "recete"))
+    words = reply.split()
+    assert len(words) == 2, f"the Sentinel on {host.backend.get_hostname()} answered {reply!r}"
+    return words[0], int(words[1])
+
+
+def master_host():
+    """The inventory host that is the master now (after a drill, not the initial one)."""
+    probe = get_host(SENTINEL_HOSTS[0])
+    ip, _port = master_address(probe)
+    for name in REDIS_HOSTS:
+        candidate = get_host(name)
+        if private_address(candidate) == ip:
+            return candidate
+    pytest.fail(f"Sentinel names {ip} as master, which is no host of group redis")
+
+
+# --- packages, services, files -------------------------------------------------
+
+def test_packages(host):
+    names = ["python3-redis"]
+    if host.backend.get_hostname() in REDIS_HOSTS:
+        names.append("redis-server")
+    if host.backend.get_hostname() in SENTINEL_HOSTS:
+        names.append("redis-sentinel")
+    for name in names:
+        assert host.package(name).is_installed, name
+
+
+def test_services_enabled_and_running(host):
+    units = []
+    if host.backend.get_hostname() in REDIS_HOSTS:
+        units.append("redis-server")
+    if host.backend.get_hostname() in SENTINEL_HOSTS:
+        units.append("redis-sentinel")
+    for unit in units:
+        service = host.service(unit)
+        assert service.is_enabled, unit
+        assert service.is_running, unit
+
+
+def test_acl_file_is_private_and_hashed(host):
+    if host.backend.get_hostname() not in REDIS_HOSTS:
+        pytest.skip("not a Redis server")
+    s = settings(host)
+    with host.sudo():
+        acl = host.file("/etc/redis/users.acl")
+        assert acl.user == "redis"
+        assert acl.mode == 0o640
+        content = acl.content_string
+    for key in ("redis_admin_password", "redis_app_password", "redis_replication_password",
+                "redis_sentinel_auth_password"):
+        assert s[key] not in content, f"{key} stored in clear text"
+    assert content.count(" #") >= 4, "passwords stored as #<sha256>"
+    assert "user default off" in content
+
+
+def test_config_files_written_once_and_owned_by_redis(host):
+    paths = []
+    if host.backend.get_hostname() in REDIS_HOSTS:
+        paths.append("/etc/redis/redis.conf")
+    if host.backend.get_hostname() in SENTINEL_HOSTS:
+        paths.append("/etc/redis/sentinel.conf")
+    with host.sudo():
+        for path in paths:
+            conf = host.file(path)
+            assert conf.user == "redis", path
+            assert MARKER in conf.content_string, f"{path} lacks the written-once marker"
+        if "/etc/redis/redis.conf" in paths:
+            main = host.file("/etc/redis/redis.conf").content_string.splitlines()
+            includes = [i for i, line in enumerate(main) if line.startswith("include ")]
+            assert len(includes) == 2
+            # Options rewritten by Redis must sit before the includes, not shadow them.
+            static_keys = {line.split(" ", 1)[0] for line in host.file("/etc/redis/redis-static.conf")
+                           .content_string.splitlines() if line.strip() and not line.startswith("#")}
+            assert {"bind", "port", "aclfile", "appendonly", "dir"} <= static_keys
+            after = {line.split(" ", 1)[0] for line in main[includes[-1] + 1:]
+                     if line.strip() and not line.startswith("#")}
+            assert not after & static_keys, "settings after the includes would shadow the static file"
+
+
+# --- network -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("port_var,default,group", [("redis_port", 6379, "redis"),
+                                                    ("redis_sentinel_port", 26379, "sentinel")])
+def test_listens_only_on_private_address_and_loopback(host, port_var, default, group):
+    if host.backend.get_hostname() not in RUNNER.get_hosts(group):
+        pytest.skip(f"not in group {group}")
+    port = settings(host).get(port_var, default)
+    listening = {s for s in host.check_output(f"ss -Hltn 'sport = :{port}'").split() if s.endswith(f":{port}")}
+    assert listening == {f"{private_address(host)}:{port}", f"127.0.0.1:{port}"}
+
+
+def test_not_reachable_on_other_addresses(host):
+    """A listener on 0.0.0.0 or :: would answer on every interface, e.g. a public one."""
+    out = host.check_output("ss -Hltn")
+    for wildcard in ("0.0.0.0:6379", "[::]:6379", "*:6379", "0.0.0.0:26379", "[::]:26379", "*:26379"):
+        assert wildcard not in out
+
+
+# --- authentication and the application's permissions --------------------------------
+
+def test_unauthenticated_commands_are_refused(host):
+    if host.backend.get_hostname() in REDIS_HOSTS:
+        assert cli(host, None, "PING").startswith("NOAUTH")
+        assert cli(host, None, "GET", "x", target=private_address(host)).startswith("NOAUTH")
+    if host.backend.get_hostname() in SENTINEL_HOSTS:
+        assert cli(host, None, "PING", port=settings(host).get("redis_sentinel_port", 26379)).startswith("NOAUTH")
+
+
+def test_wrong_password_is_refused(host):
+    if host.backend.get_hostname() not in REDIS_HOSTS:
+        pytest.skip("not a Redis server")
+    out = host.run("printf 'wrong\\n' | redis-cli --user recete --askpass PING")
+    assert "WRONGPASS" in out.stdout + out.stderr
+
+
+def test_app_user_can_do_what_bullmq_needs():
+    primary = master_host()
+    key = f"bull:test-{uuid.uuid4().hex[:8]}"
+    assert app(primary, "SET", f"{key}:plain", "1") == "OK"
+    assert app(primary, "EVAL", "return redis.call('INCR', KEYS[1])", 1, f"{key}:counter") == "1"
+    assert app(primary, "ZADD", f"{key}:marker", 0, "0") == "1"
+    assert app(primary, "BZPOPMIN", f"{key}:marker", 1).splitlines()[0] == f"{key}:marker"
+    assert app(primary, "XADD", f"{key}:events", "*", "event", "added")
+    assert "event" in app(primary, "XREAD", "COUNT", 1, "STREAMS", f"{key}:events", 0)
+    assert "redis_version" in app(primary, "INFO", "server")
+    assert app(primary, "CLIENT", "SETNAME", "bull-test") == "OK"
+    assert app(primary, "DEL", f"{key}:plain", f"{key}:counter", f"{key}:events") == "3"
+
+
+@pytest.mark.parametrize("command", [
+    ["CONFIG", "GET", "maxmemory"],
+    ["FLUSHALL"],
+    ["FLUSHDB"],
+    ["KEYS", "*"],
+    ["CLIENT", "KILL", "TYPE", "normal"],
+    ["SLOWLOG", "GET"],
+    ["SAVE"],
+    ["ACL", "LIST"],
+    ["FUNCTION", "FLUSH"],
+    ["SCRIPT", "FLUSH"],
+])
+def test_app_user_cannot_administer(command):
+    assert app(master_host(), *command).startswith("NOPERM"), command
+
+
+def test_app_user_keys_are_limited_to_its_patterns():
+    assert app(master_host(), "SET", "outside:bullmq", "1").startswith("NOPERM")
+
+
+# --- settings, replication, Sentinel ---------------------------------------------------
+
+@pytest.mark.parametrize("name,expected", [
+    ("maxmemory-policy", "noeviction"),
+    ("appendonly", "yes"),
+    ("appendfsync", "everysec"),
+    ("protected-mode", "yes"),
+])
+def test_settings_in_effect(host, name, expected):
+    if host.backend.get_hostname() not in REDIS_HOSTS:
+        pytest.skip("not a Redis server")
+    assert admin(host, "CONFIG", "GET", name).splitlines()[1] == expected
+
+
+def test_maxmemory_is_set(host):
+    if host.backend.get_hostname() not in REDIS_HOSTS:
+        pytest.skip("not a Redis server")
+    assert int(admin(host, "CONFIG", "GET", "maxmemory").splitlines()[1]) > 0
+
+
+def test_one_master_the_others_replicate_from_it():
+    primary = master_host()
+    primary_ip = private_address(primary)
+    roles = {}
+    for name in REDIS_HOSTS:
+        node = get_host(name)
+        info = dict(line.split(":", 1) for line in admin(node, "INFO", "replication").splitlines() if ":" in line)
+        roles[name] = info
+    masters = [n for n, i in roles.items() if i["role"] == "master"]
+    assert masters == [primary.backend.get_hostname()]
+    for name, info in roles.items():
+        if name in masters:
+            continue
+        assert info["master_host"] == primary_ip, name
+        assert info["master_link_status"] == "up", name
+
+
+def test_write_on_master_is_visible_on_replicas():
+    primary = master_host()
+    key, value = f"bull:replication-test:{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert app(primary, "SET", key, value, "EX", 60) == "OK"
+    for name in REDIS_HOSTS:
+        node = get_host(name)
+        if node.backend.get_hostname() == primary.backend.get_hostname():
+            continue
+        deadline = time.time() + 10
+        while app(node, "GET", key) != value and time.time() < deadline:
+            time.sleep(0.2)
+        assert app(node, "GET", key) == value, name
+        assert app(node, "SET", key, "x").startswith("READONLY"), f"{name} accepts writes"
+
+
+def test_sentinels_agree_and_reach_quorum():
+    name = settings(get_host(SENTINEL_HOSTS[0])).get("redis_master_name", "recete")
+    answers = set()
+    for host_name in SENTINEL_HOSTS:
+        node = get_host(host_name)
+        answers.add(master_address(node))
+        assert sentinel(node, "SENTINEL", "CKQUORUM", name).startswith("OK"), host_name
+        master = sentinel(node, "SENTINEL", "MASTER", name).splitlines()
+        fields = dict(zip(master[0::2], master[1::2]))
+        assert fields["flags"] == "master", host_name
+        assert int(fields["num-other-sentinels"]) == len(SENTINEL_HOSTS) - 1, host_name
+        assert int(fields["num-slaves"]) == len(REDIS_HOSTS) - 1, host_name
+        assert int(fields["quorum"]) == settings(node).get("redis_sentinel_quorum", 2), host_name
+        assert int(fields["down-after-milliseconds"]) == settings(node).get(
+            "redis_sentinel_down_after_milliseconds", 5000), host_name
+    assert len(answers) == 1, f"Sentinels name different masters: {answers}"
