@@ -206,13 +206,15 @@ class Writer(threading.Thread):
         return sorted(acked - present), len(present - acked)
 
 
-def start_bullmq(lab, interval_ms):
+def start_bullmq(lab, interval_ms, run_retry_delay_ms=None):
     env = dict(os.environ,
                REDIS_SENTINELS=','.join('%s:%s' % a for a in lab.sentinels()),
                REDIS_MASTER_NAME=lab.master_name, REDIS_USERNAME=lab.app_user,
                REDIS_PASSWORD=lab.var('redis_app_password'),
                REDIS_SENTINEL_PASSWORD=lab.var('redis_sentinel_password'),
                QUEUE_NAME='recete-bench', STREAM_INTERVAL_MS=str(interval_ms))
+    if run_retry_delay_ms is not None:
+        env['WORKER_RUN_RETRY_DELAY_MS'] = str(run_retry_delay_ms)
     proc = subprocess.Popen(['node', os.path.join(HERE, 'bullmq_stream.mjs')], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -259,7 +261,7 @@ def one_round(lab, args, number):
     settings = master_settings(lab)
 
     writer = Writer(lab, 'bull:recete-bench:probe-%d' % number, args.interval, args.wait_replicas)
-    bullmq = start_bullmq(lab, args.bullmq_interval_ms) if args.bullmq else None
+    bullmq = start_bullmq(lab, args.bullmq_interval_ms, args.bullmq_run_retry_delay_ms) if args.bullmq else None
     writer.start()
     time.sleep(args.warmup)
 
@@ -323,6 +325,8 @@ def main():
                         help='acknowledge a write only after WAIT confirms this many replicas (mitigation)')
     parser.add_argument('--bullmq', action='store_true', help='also run a BullMQ producer + worker (node)')
     parser.add_argument('--bullmq-interval-ms', type=int, default=20)
+    parser.add_argument('--bullmq-run-retry-delay-ms', type=int, default=None,
+                        help="the worker's runRetryDelay (default: BullMQ's 15000 ms, like the reference app)")
     parser.add_argument('--warmup', type=float, default=3, help='seconds of writes before the kill')
     parser.add_argument('--settle', type=float, default=3, help='seconds after the switch and after the rejoin')
     parser.add_argument('--json', action='store_true', help='print the rounds as JSON')

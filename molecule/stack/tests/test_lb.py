@@ -1,0 +1,182 @@
+"""The nginx load balancer (role recete.stack.nginx_lb) on the lb hosts of the stack scenario.
+
+Requests are made on the load balancer itself (curl on loopback), except the
+check that stub_status is not reachable from outside, which connects from the
+controller to the load balancer's private address.
+
+RECETE_LB_TEST_API_UNITS (default "recete-api@*.service") is the pattern of
+the API units whose instances must answer through the load balancer; set it
+to run these tests against stand-in upstreams.
+"""
+import os
+import re
+import socket
+
+import pytest
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
+testinfra_hosts = RUNNER.get_hosts("lb")
+API_HOSTS = RUNNER.get_hosts("api")
+API_UNITS = os.environ.get("RECETE_LB_TEST_API_UNITS", "recete-api@*.service")
+
+DEFAULTS = {
+    "nginx_lb_upstream_name": "recete_api",
+    "nginx_lb_http_port": 80,
+    "nginx_lb_https_port": 443,
+    "nginx_lb_http_redirect": True,
+    "nginx_lb_stub_status_port": 8080,
+    "nginx_lb_tls_certificate_path": "/etc/nginx/recete/tls/lb.crt",
+    "nginx_lb_access_log": "/var/log/nginx/recete-lb.access.log",
+    "nginx_lb_verify_path": "/health",
+}
+REQUESTS_PER_INSTANCE = 10
+
+
+def setting(host, name):
+    return host.ansible.get_variables().get(name, DEFAULTS[name])
+
+
+def sudo_run(host, command, *args):
+    with host.sudo():
+        return host.run(command, *args)
+
+
+def running_instances():
+    """APP_INSTANCE names (host:port) of the API units that run now on the api hosts."""
+    names = set()
+    for api in API_HOSTS:
+        api_host = RUNNER.get_host(api)
+        out = api_host.check_output("systemctl list-units --type=service --state=running --plain --no-legend %s",
+                                    API_UNITS)
+        for line in out.splitlines():
+            match = re.search(r"(\d+)\.service", line.split()[0]) if line.strip() else None
+            if match:
+                names.add("%s:%s" % (api, match.group(1)))
+    return names
+
+
+def instances_seen(host, count):
+    """X-Instance of `count` GETs through the load balancer (HTTPS, one keep-alive connection)."""
+    url = "https://127.0.0.1:%s%s" % (setting(host, "nginx_lb_https_port"), setting(host, "nginx_lb_verify_path"))
+    out = host.check_output("curl -sk -o /dev/null -D - " + " ".join([url] * count))
+    return [m.strip() for m in re.findall(r"^x-instance:(.*)$", out, re.M | re.I)]
+
+
+def test_nginx_running_and_enabled(host):
+    service = host.service("nginx")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_configuration_is_valid(host):
+    result = sudo_run(host, "nginx -t")
+    assert result.rc == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+@pytest.fixture(name="config")
+def fixture_config(host):
+    """The whole configuration nginx loads (nginx -T), every included file."""
+    return sudo_run(host, "nginx -T").stdout
+
+
+def test_upstream_least_conn_keepalive(host, config):
+    name = setting(host, "nginx_lb_upstream_name")
+    block = re.search(r"upstream %s \{(.*?)\}" % re.escape(name), config, re.S)
+    assert block, "no upstream %s in nginx -T" % name
+    body = block.group(1)
+    assert re.search(r"^\s*least_conn;", body, re.M)
+    assert re.search(r"^\s*keepalive \d+;", body, re.M)
+    servers = re.findall(r"^\s*server (\S+) .*max_fails=\d+ fail_timeout=\d+s", body, re.M)
+    assert servers, "server lines carry max_fails/fail_timeout (passive failure detection)"
+
+
+def test_proxy_settings(host, config):
+    for directive in (
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "server_tokens off;",
+    ):
+        assert directive in config, directive
+    assert re.search(r"worker_shutdown_timeout \d+s;", config)
+    retry = re.search(r"proxy_next_upstream ([^;]*);", config).group(1).split()
+    assert {"error", "timeout", "http_502", "http_503"} <= set(retry)
+    assert "non_idempotent" not in retry
+    assert re.search(r"proxy_next_upstream_tries \d+;", config)
+    for variable in ("$upstream_addr", "$upstream_response_time", "$request_time", "$upstream_status"):
+        assert variable in config, "log format carries %s" % variable
+
+
+def test_no_version_in_server_header(host):
+    port = setting(host, "nginx_lb_https_port")
+    headers = host.check_output("curl -skI https://127.0.0.1:%s/" % port)
+    server = re.search(r"^server:\s*(.*?)\s*$", headers, re.M | re.I)
+    assert server and server.group(1) == "nginx"
+    # An error page nginx writes itself (the stub_status server's 404).
+    page = host.check_output("curl -s http://127.0.0.1:%s/no-such-page" % setting(host, "nginx_lb_stub_status_port"))
+    assert "nginx/" not in page
+
+
+def test_stub_status_on_loopback(host):
+    port = setting(host, "nginx_lb_stub_status_port")
+    body = host.check_output("curl -sf http://127.0.0.1:%s/stub_status" % port)
+    assert "Active connections:" in body
+    assert host.socket("tcp://127.0.0.1:%s" % port).is_listening
+    assert not host.socket("tcp://0.0.0.0:%s" % port).is_listening
+
+
+def test_stub_status_not_reachable_from_outside(host):
+    address = host.ansible.get_variables()["ansible_host"]
+    port = setting(host, "nginx_lb_stub_status_port")
+    with pytest.raises(OSError):
+        socket.create_connection((address, port), timeout=3).close()
+
+
+def test_tls_served_with_the_configured_certificate(host):
+    path = setting(host, "nginx_lb_tls_certificate_path")
+    port = setting(host, "nginx_lb_https_port")
+    with host.sudo():
+        configured = host.check_output("openssl x509 -in %s -noout -fingerprint -sha256", path)
+    served = host.check_output(
+        "echo | openssl s_client -connect 127.0.0.1:%s -servername localhost 2>/dev/null "
+        "| openssl x509 -noout -fingerprint -sha256" % port)
+    assert served == configured
+
+
+def test_http_port(host):
+    port = setting(host, "nginx_lb_http_port")
+    out = host.check_output("curl -s -o /dev/null -w '%%{http_code} %%{redirect_url}' http://127.0.0.1:%s%s"
+                            % (port, setting(host, "nginx_lb_verify_path")))
+    code, _, location = out.partition(" ")
+    if setting(host, "nginx_lb_http_redirect"):
+        assert code == "301"
+        assert location.startswith("https://")
+    else:
+        assert code == "200"
+
+
+def test_requests_reach_every_api_instance(host):
+    expected = running_instances()
+    assert expected, "no API instance runs on %s (%s)" % (", ".join(API_HOSTS), API_UNITS)
+    seen = instances_seen(host, REQUESTS_PER_INSTANCE * len(expected))
+    assert len(seen) == REQUESTS_PER_INSTANCE * len(expected), "every request answered by an instance"
+    assert set(seen) == expected
+    # least_conn with idle instances rotates: nobody gets less than half its share.
+    for name in expected:
+        assert seen.count(name) >= REQUESTS_PER_INSTANCE // 2, (name, seen.count(name))
+
+
+def test_access_log_names_the_instance(host):
+    instances_seen(host, 1)
+    log = setting(host, "nginx_lb_access_log")
+    # The log is buffered (flush=1s).
+    host.run("sleep 1.5")
+    with host.sudo():
+        last = host.check_output("tail -n 1 %s", log)
+    assert re.search(r"upstream_addr=\S+:\d+ upstream_status=200 upstream_response_time=[\d.]+ request_time=[\d.]+",
+                     last), last
