@@ -145,7 +145,7 @@ def plan_tier(name, hosts, replicas, current, first_slot, per_host_limit, batch_
     Returns a dict with the target placement, what changes, and the batches
     (scale-out and scale-in) in the order they run.
     """
-    check_capacity(name, replicas, hosts, per_host_limit)
+    check_capacity("%s_replicas" % name, replicas, hosts, per_host_limit)
     slots = slot_range(first_slot, per_host_limit)
     current = dict((h, sorted(int(s) for s in current.get(h, []))) for h in hosts)
     target = place(hosts, replicas, current, slots)
@@ -160,7 +160,14 @@ def plan_tier(name, hosts, replicas, current, first_slot, per_host_limit, batch_
         "start_batches": [[list(p) for p in b] for b in batches(interleave(start, hosts), batch_size)],
         "stop_batches": [[list(p) for p in b] for b in batches(interleave(stop, hosts), batch_size)],
         "changed": bool(start or stop),
+        "before_ids": instance_ids(current),
+        "after_ids": instance_ids(target),
     }
+
+
+def instance_ids(placement):
+    """["host:slot", ...] for a placement, as the load balancer's member list wants them."""
+    return ["%s:%s" % (host, slot) for host in sorted(placement) for slot in placement[host]]
 
 
 def default_batch_size(count, fraction=0.5):
@@ -171,4 +178,4 @@ def default_batch_size(count, fraction=0.5):
 def empty_plan(name):
     """The plan for a tier with no hosts and no instances."""
     return {"tier": name, "replicas": 0, "before": {}, "after": {}, "start": [], "stop": [],
-            "start_batches": [], "stop_batches": [], "changed": False}
+            "start_batches": [], "stop_batches": [], "changed": False, "before_ids": [], "after_ids": []}

@@ -25,7 +25,7 @@ else:
 
 
 def sentinel_argument_spec():
-    """Options every Sentinel module takes (documented in each module)."""
+    """Options every Sentinel module takes (documented in doc_fragments/sentinel.py)."""
     return dict(
         host=dict(type='str', default='127.0.0.1'),
         port=dict(type='int', default=26379),

@@ -30,31 +30,9 @@ attributes:
   diff_mode:
     support: none
     description: Changes nothing, so there is nothing to diff.
+extends_documentation_fragment:
+  - recete.stack.sentinel
 options:
-  host:
-    description: Address of the Sentinel to ask.
-    type: str
-    default: 127.0.0.1
-  port:
-    description: Port of the Sentinel.
-    type: int
-    default: 26379
-  username:
-    description:
-      - User to authenticate as on the Sentinel. Leave unset to authenticate as the default
-        user with O(password) (Sentinel's C(requirepass)).
-    type: str
-  password:
-    description: Password of the Sentinel (its C(requirepass)); unset when it has none.
-    type: str
-  master_name:
-    description: Name under which the Sentinel monitors the master (C(sentinel monitor <name> ...)).
-    type: str
-    required: true
-  timeout:
-    description: Seconds to wait for the connection and for each reply.
-    type: float
-    default: 5.0
   require_quorum:
     description:
       - Fail unless the master is monitored, known, not flagged down (C(s_down), C(o_down),

@@ -33,31 +33,9 @@ attributes:
   diff_mode:
     support: full
     description: Returns the monitored settings before and after (passwords hidden).
+extends_documentation_fragment:
+  - recete.stack.sentinel
 options:
-  host:
-    description: Address of the Sentinel to configure.
-    type: str
-    default: 127.0.0.1
-  port:
-    description: Port of the Sentinel.
-    type: int
-    default: 26379
-  username:
-    description:
-      - User to authenticate as on the Sentinel. Leave unset to authenticate as the default
-        user with O(password) (Sentinel's C(requirepass)).
-    type: str
-  password:
-    description: Password of the Sentinel (its C(requirepass)); unset when it has none.
-    type: str
-  master_name:
-    description: Name under which the Sentinel monitors the master.
-    type: str
-    required: true
-  timeout:
-    description: Seconds to wait for the connection and for each reply.
-    type: float
-    default: 5.0
   master_host:
     description:
       - Address of the master, used only when the Sentinel does not monitor O(master_name) yet.

@@ -9,7 +9,10 @@ const JOB_TYPES = new Set(['echo', 'sum']);
 // Queue connections wait for a reconnect instead of failing (see redis.js);
 // an HTTP caller should not wait that long, so give up after this and answer
 // 503. Long enough to ride out a Sentinel failover of a few seconds.
-const QUEUE_ADD_TIMEOUT_MS = 5000;
+// Longer than a Sentinel failover (about 6 s with down-after-milliseconds
+// 5000), so a job posted while the master dies is queued on the new one
+// instead of answered with 503.
+const QUEUE_ADD_TIMEOUT_MS = 10000;
 
 class HttpError extends Error {
   constructor(status, message) {

@@ -50,6 +50,10 @@ const worker = new Worker(config.queueName, processJob, {
   // blocking connection, so both follow a failover to the new master.
   connection: redisOptions(config.redis),
   concurrency: config.workerConcurrency,
+  // After a failed fetch (a Redis failover) BullMQ waits runRetryDelay before
+  // fetching again; its 15 s default left workers idle for up to 21 s after a
+  // 6 s failover in bench/failover.py. 1 s resumes soon after the new master.
+  runRetryDelay: 1000,
 });
 
 worker.on('ready', () => log.info('worker connected', { queue: config.queueName, concurrency: config.workerConcurrency }));

@@ -15,7 +15,7 @@ from ansible_collections.recete.stack.plugins.filter.scale_plan import (
     ("abc", "api_replicas must be a whole number"),
     ("1.5", "api_replicas must be a whole number"),
     ("", "api_replicas must be a whole number"),
-    ("99", "exceeds the capacity"),
+    ("99", "api_replicas=99 exceeds the capacity of the hosts: 2 hosts x 4 instances per host = 8"),
 ])
 def test_bad_api_replicas_are_refused_with_the_reason(replicas, message):
     with pytest.raises(AnsibleFilterError, match=message):

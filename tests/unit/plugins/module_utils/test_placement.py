@@ -133,3 +133,10 @@ def test_plan_same_numbers_again_changes_nothing():
     again = p.plan_tier("api", HOSTS, 5, first["after"], 3000, 4, 2)
     assert not again["changed"]
     assert again["start"] == [] and again["stop"] == [] and again["start_batches"] == []
+
+
+def test_plan_lists_instance_ids_for_the_load_balancer():
+    plan = p.plan_tier("api", ["api1", "api2"], 3, {"api2": [3000]}, 3000, 4, 2)
+    assert plan["before_ids"] == ["api2:3000"]
+    # api2 already runs one, so it is the host that gets the second instance
+    assert plan["after_ids"] == ["api1:3000", "api2:3000", "api2:3001"]
