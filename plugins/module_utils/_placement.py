@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: recete.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where app instances run: the one placement rule shared by the app roles and scale.yml.
+"""Counting rules of app instances: parsing counts, spreading them over hosts, capacity and budgets.
 
 Pure Python, no Ansible imports, so it runs on the controller (filter plugin)
 and is unit-tested directly. An instance is identified by its slot number on
@@ -9,8 +9,7 @@ its host: the TCP port for API instances (recete-api@3000), an index for
 workers (recete-worker@1).
 
 The rule: spread the instances evenly over the group's hosts (counts differ by
-at most one), leave instances that already run where they are, give new ones
-the lowest free slot, and remove the highest slots first when scaling in.
+at most one). Where each instance goes and in which batches is _rollout.py's.
 Written here rather than taken from a library because it is the collection's
 own policy; nothing on PyPI or in community.general expresses it.
 """
@@ -65,38 +64,6 @@ def balanced_counts(hosts, total, current_counts):
     return dict((host, base + (1 if i in favoured else 0)) for i, host in enumerate(hosts))
 
 
-def place(hosts, total, current, slots):
-    """Target placement {host: sorted slots} for `total` instances.
-
-    current: {host: [slots running now]} (hosts missing from it run nothing).
-    Running instances on a host that keeps at least as many stay; scale-in
-    drops the highest slots; new instances take the lowest free slots.
-    Instances on slots outside `slots` (an old port range) are dropped first.
-    """
-    allowed = set(slots)
-    counts = balanced_counts(hosts, total, dict((h, len(current.get(h, []))) for h in hosts))
-    target = {}
-    for host in hosts:
-        running = sorted(s for s in current.get(host, []) if s in allowed)
-        want = counts[host]
-        if want > len(slots):
-            raise PlanError("host %s would need %d instances but allows %d" % (host, want, len(slots)))
-        keep = running[:want]
-        free = [s for s in slots if s not in keep]
-        target[host] = sorted(keep + free[:want - len(keep)])
-    return target
-
-
-def diff(current, target):
-    """Instances to start and to stop, as sorted lists of (host, slot)."""
-    start, stop = [], []
-    for host in sorted(set(current) | set(target)):
-        now, then = set(current.get(host, [])), set(target.get(host, []))
-        start.extend((host, s) for s in sorted(then - now))
-        stop.extend((host, s) for s in sorted(now - then, reverse=True))
-    return start, stop
-
-
 def interleave(pairs, hosts):
     """Order (host, slot) pairs round-robin over hosts, so a batch spreads its risk."""
     queues = dict((h, [p for p in pairs if p[0] == h]) for h in hosts)
@@ -106,13 +73,6 @@ def interleave(pairs, hosts):
             if queues[host]:
                 ordered.append(queues[host].pop(0))
     return ordered
-
-
-def batches(pairs, size):
-    """Split pairs into consecutive batches of at most `size`."""
-    if size < 1:
-        raise PlanError("batch size must be at least 1, got %d" % size)
-    return [pairs[i:i + size] for i in range(0, len(pairs), size)]
 
 
 def check_capacity(name, total, hosts, per_host_limit):
@@ -139,43 +99,6 @@ def check_connection_budget(tiers, max_client_conn):
     return used
 
 
-def plan_tier(name, hosts, replicas, current, first_slot, per_host_limit, batch_size):
-    """The whole plan for one tier (api or worker).
-
-    Returns a dict with the target placement, what changes, and the batches
-    (scale-out and scale-in) in the order they run.
-    """
-    check_capacity("%s_replicas" % name, replicas, hosts, per_host_limit)
-    slots = slot_range(first_slot, per_host_limit)
-    current = dict((h, sorted(int(s) for s in current.get(h, []))) for h in hosts)
-    target = place(hosts, replicas, current, slots)
-    start, stop = diff(current, target)
-    return {
-        "tier": name,
-        "replicas": replicas,
-        "before": current,
-        "after": target,
-        "start": [list(p) for p in start],
-        "stop": [list(p) for p in stop],
-        "start_batches": [[list(p) for p in b] for b in batches(interleave(start, hosts), batch_size)],
-        "stop_batches": [[list(p) for p in b] for b in batches(interleave(stop, hosts), batch_size)],
-        "changed": bool(start or stop),
-        "before_ids": instance_ids(current),
-        "after_ids": instance_ids(target),
-    }
-
-
-def instance_ids(placement):
-    """["host:slot", ...] for a placement, as the load balancer's member list wants them."""
-    return ["%s:%s" % (host, slot) for host in sorted(placement) for slot in placement[host]]
-
-
 def default_batch_size(count, fraction=0.5):
     """A rolling batch: at most half of the change at once, at least one."""
     return max(1, int(math.ceil(count * fraction)))
-
-
-def empty_plan(name):
-    """The plan for a tier with no hosts and no instances."""
-    return {"tier": name, "replicas": 0, "before": {}, "after": {}, "start": [], "stop": [],
-            "start_batches": [], "stop_batches": [], "changed": False, "before_ids": [], "after_ids": []}

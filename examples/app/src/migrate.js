@@ -11,6 +11,12 @@ import * as log from './log.js';
 // can still fail with a unique violation on pg_type when raced.
 const MIGRATION_LOCK_KEY = 727365746501; // "recete" + 1
 
+// Every statement must be safe while the release before it still serves
+// (deploy.yml migrates once, before the first new instance starts, and old
+// and new instances then run side by side): expand, then contract. Add
+// tables, nullable columns or columns with a constant default; never rename
+// or drop what the running release reads. A column the new release stops using is dropped by the release
+// AFTER it, once no instance of the old one runs.
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS items (
      id bigserial PRIMARY KEY,
@@ -19,6 +25,9 @@ const SCHEMA = [
      created_by text,
      created_at timestamptz DEFAULT now()
    )`,
+  // Expand: a nullable column that releases before it neither read nor
+  // write (INSERTs that omit it still work), so it is added while they serve.
+  `ALTER TABLE IF EXISTS items ADD COLUMN IF NOT EXISTS updated_at timestamptz`,
   `CREATE TABLE IF NOT EXISTS job_results (
      job_id text PRIMARY KEY,
      result jsonb NOT NULL,

@@ -41,8 +41,13 @@ def running(unit, hosts):
 
 
 def upstream():
-    """(active, down) server addresses of the upstream nginx has loaded."""
-    config = on("lb1").check_output("nginx -T 2>/dev/null")
+    """(active, down) server addresses of the upstream loaded by the nginx that holds it.
+
+    With nginx_lb_router_enabled that is the router nginx (its own config),
+    else nginx itself.
+    """
+    router = "/etc/nginx/recete/router.conf"
+    config = on("lb1").check_output(f"if [ -e {router} ]; then nginx -c {router} -T; else nginx -T; fi 2>/dev/null")
     block = re.search(r"upstream recete_api \{(.*?)\}", config, re.S).group(1)
     servers = re.findall(r"^\s*server\s+(\S+)([^;]*);", block, re.M)
     return sorted(a for a, opts in servers if "down" not in opts), sorted(a for a, opts in servers if "down" in opts)
@@ -65,7 +70,10 @@ def assert_api(expected):
 
 
 def nginx_workers():
-    return sorted(on("lb1").check_output("pgrep -P $(cat /run/nginx.pid)").split())
+    """Worker PIDs of the nginx that membership changes reload: the router nginx when it runs, else nginx."""
+    return sorted(on("lb1").check_output(
+        "pgrep -P $(if [ -s /run/recete-router/nginx.pid ]; then cat /run/recete-router/nginx.pid; "
+        "else cat /run/nginx.pid; fi)").split())
 
 
 def test_start_from_two_api_instances():
@@ -77,7 +85,7 @@ def test_start_from_two_api_instances():
 def test_check_mode_prints_the_plan_and_changes_nothing():
     workers = nginx_workers()
     out = scale("-e", "api_replicas=5", check=True)
-    assert "2 -> 5" in out
+    assert "api: 2 -> 5 instance(s)" in out and "check mode: nothing changes" in out
     assert_api(2)
     assert nginx_workers() == workers
 
@@ -85,9 +93,12 @@ def test_check_mode_prints_the_plan_and_changes_nothing():
 def test_scale_out_to_five():
     out = scale("-e", "api_replicas=5")
     assert_api(5)
-    # the summary: before -> after per host, phase times, gate latencies
-    assert "api1: 1 -> 3" in out and "api2: 1 -> 2" in out, out[-3000:]
-    assert "readiness_gates" in out and "api scale-out" in out
+    # the summary, in order: before -> after per host with each instance's
+    # release, the phases with their times, the readiness gates' latencies
+    assert re.search(r"api api1: 3000 \(1\.0\.0\) -> 3000 \(1\.0\.0\), 3001 \(1\.0\.0\), 3002 \(1\.0\.0\)", out), out[-3000:]
+    assert "api api2: 3000 (1.0.0) -> 3000 (1.0.0), 3001 (1.0.0)" in out, out[-3000:]
+    assert re.search(r"phases: plan [\d.]+ s, api [\d.]+ s, total [\d.]+ s", out), out[-3000:]
+    assert "readiness gates:" in out and "ready after" in out
 
 
 def test_same_numbers_again_change_nothing_and_do_not_reload():

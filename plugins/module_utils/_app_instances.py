@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: recete.stack maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What runs of one systemd template unit on this host, read from systemd and /proc.
+
+Shared by the app_instances module (which reports it) and unit tests. Each
+instance of recete-api@.service / recete-worker@.service runs the release its
+own drop-in pins (recete-api@3001.service.d/release.conf, written by the
+app_instance role before each start), so two releases can run side by side on
+one host during a deploy. community.general.systemd_info lists units but not
+the process's working directory, the drop-in's release, or whether the
+configuration changed after the start, which is what a rolling change needs.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import os
+import re
+import time
+
+UNIT_DIR = "/etc/systemd/system"
+RUNNING = ("active", "activating", "reloading")
+RELEASE_DROPIN = "release.conf"
+_WORKDIR = re.compile(r"^\s*WorkingDirectory\s*=\s*(\S+)\s*$", re.M)
+
+
+def parse_show(text):
+    """Blocks of `systemctl show` output as a list of dicts (units without an Id are dropped)."""
+    units = []
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            units.append(props)
+    return units
+
+
+def mtime(path, follow=True):
+    try:
+        return os.stat(path).st_mtime if follow else os.lstat(path).st_mtime
+    except OSError:
+        return None
+
+
+def dropin_path(unit, slot):
+    return os.path.join(UNIT_DIR, "%s@%s.service.d" % (unit, slot), RELEASE_DROPIN)
+
+
+def pinned_release_dir(unit, slot):
+    """The release directory an instance's drop-in pins, or None."""
+    try:
+        with open(dropin_path(unit, slot)) as handle:
+            found = _WORKDIR.findall(handle.read())
+    except (IOError, OSError):
+        return None
+    return found[-1] if found else None
+
+
+def release_name(path):
+    """A release directory's version (its basename), or None."""
+    return os.path.basename(path.rstrip("/")) if path else None
+
+
+def describe(unit, props, config_mtime, link_dir, mono_offset, read_cwd):
+    """One instance's report from its `systemctl show` properties."""
+    slot = props["Id"][len(unit) + 1:-len(".service")]
+    pid = int(props.get("MainPID") or 0)
+    started_mono = int(props.get("ExecMainStartTimestampMonotonic") or 0)
+    started = mono_offset + started_mono / 1e6 if pid and started_mono else None
+    running = props["ActiveState"] in RUNNING
+    cwd = read_cwd(pid) if pid else None
+    # What it runs: the process's directory; a stopped instance: what its drop-in pins.
+    release_dir = cwd or pinned_release_dir(unit, slot) or (link_dir if running else None)
+    stale = []
+    if running and started is not None and config_mtime is not None and started < config_mtime:
+        stale.append("configuration changed after the start")
+    enabled = props.get("UnitFileState") in ("enabled", "enabled-runtime")
+    return {
+        "slot": int(slot),
+        "unit": props["Id"],
+        "active_state": props["ActiveState"],
+        "sub_state": props.get("SubState"),
+        "enabled": enabled,
+        "running": running,
+        "current": enabled or running,
+        "pid": pid,
+        "started": started,
+        "restarts": int(props.get("NRestarts") or 0),
+        "release_dir": release_dir,
+        "release": release_name(release_dir),
+        "stale": bool(stale),
+        "stale_reasons": stale,
+    }
+
+
+def config_mtime_of(unit, watch):
+    """Newest change time of what every instance reads at start: template, its drop-ins, watched files."""
+    template = os.path.join(UNIT_DIR, unit + "@.service")
+    files = [template] + list(watch) + sorted(glob.glob(template + ".d/*.conf"))
+    times = [t for t in (mtime(f) for f in files) if t is not None]
+    return max(times) if times else None
+
+
+def monotonic_offset():
+    """Add to systemd's monotonic timestamps to get wall-clock time."""
+    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
