@@ -18,11 +18,16 @@ description:
   - Open-source nginx has no runtime API for upstream membership, so a change is applied as a new file,
     C(nginx -t) and a reload. When the rendered block equals the file, nothing is written and nginx is not
     reloaded.
-  - Otherwise the file is replaced atomically and the whole configuration is checked with C(nginx -t). If nginx
-    rejects it, the previous file is put back and the module fails with nginx's message; nginx keeps serving.
-  - With O(reload=true) nginx is then reloaded (C(systemctl reload nginx), or C(nginx -s reload) when systemd
-    does not manage it) and the module confirms the reload took effect - the master runs worker processes that
-    did not exist before. A reload that nginx did not apply also puts the previous file back and fails.
+  - Otherwise the file is replaced atomically and the whole configuration is checked with C(nginx -t) (C(nginx -c
+    FILE -t) with O(config)). If nginx rejects it, the previous file is put back and the module fails with nginx's
+    message; nginx keeps serving.
+  - With O(reload=true) nginx is then reloaded (C(systemctl reload SERVICE), or C(nginx -s reload) when systemd
+    does not run O(service)) and the module confirms the reload took effect - the master named by O(pid_file) runs
+    worker processes that did not exist before. A reload that nginx did not apply also puts the previous file back
+    and fails.
+  - O(config), O(pid_file) and O(service) select one nginx master among several on the host, for example a router
+    nginx with its own configuration, pid file and systemd unit that holds the upstream block, behind an edge nginx
+    that is never reloaded for membership changes.
   - When the file already holds the block but was written after nginx's worker processes started (an earlier run
     wrote it without a reload that then happened, for example a failed handler), nginx still routes by the previous
     block; the module then checks and reloads as for a change, and returns RV(not_loaded=true). With O(reload=false)
@@ -33,7 +38,8 @@ description:
     without failing a request (nginx never retries a non-idempotent request such as a POST on another server).
 author: recete.stack maintainers (@recete)
 requirements:
-  - nginx on the target, whose configuration includes O(path) inside its C(http) block.
+  - nginx on the target, whose configuration (O(config), else nginx's default) includes O(path) inside its C(http)
+    block.
 attributes:
   check_mode:
     support: full
@@ -137,9 +143,23 @@ options:
     type: int
     default: 30
   pid_file:
-    description: nginx's pid file, used to find the master process.
+    description:
+      - The pid file of the nginx master that loads O(path), used to find it and its worker processes.
+      - The C(pid) directive of O(config), for a second nginx master.
     type: path
     default: /run/nginx.pid
+  config:
+    description:
+      - The main configuration file of the nginx master that loads O(path), checked with C(nginx -c CONFIG -t)
+        and, without systemd, reloaded with C(nginx -c CONFIG -s reload).
+      - Unset means nginx's compiled-in default (C(/etc/nginx/nginx.conf) on Debian).
+    type: path
+  service:
+    description:
+      - The systemd unit of that nginx master, reloaded with C(systemctl reload SERVICE) when it is active.
+      - Its C(ExecReload) must reload the master named by O(pid_file) (send it C(SIGHUP)).
+    type: str
+    default: nginx.service
 notes:
   - The module reads C(/proc) on the target to find the master's worker processes; it needs the same privileges as
     C(nginx -t) (become root).
@@ -185,6 +205,17 @@ EXAMPLES = r'''
   ansible.builtin.assert:
     that: lb.drained
     fail_msg: "nginx still finishes requests after {{ lb.drain_seconds }} s"
+
+- name: Change the membership of a second nginx (a router behind an edge nginx that stays untouched)
+  recete.stack.nginx_upstream:
+    name: recete_api
+    path: /etc/nginx/recete/upstream-recete_api.conf
+    servers: "{{ upstream_servers }}"
+    config: /etc/nginx/recete/router.conf
+    pid_file: /run/recete-router/nginx.pid
+    service: recete-router.service
+    drain_timeout: 60
+  become: true
 
 - name: Write the block without reloading; a handler reloads once for every change
   recete.stack.nginx_upstream:
@@ -338,19 +369,24 @@ def restore(module, path, old):
         write_file(module, path, old)
 
 
-def nginx_test(module, nginx):
-    rc, out, err = module.run_command([nginx, '-t'])
+def nginx_command(nginx, config, *args):
+    """nginx [-c CONFIG] ARGS: the master that loads the upstream file."""
+    return [nginx] + (['-c', config] if config else []) + list(args)
+
+
+def nginx_test(module, nginx, config=None):
+    rc, out, err = module.run_command(nginx_command(nginx, config, '-t'))
     return rc, (err or out or '').strip()
 
 
-def reload_command(module, nginx):
-    """systemctl when systemd runs nginx (it then knows about the reload), else the signal."""
+def reload_command(module, nginx, config=None, service='nginx.service'):
+    """systemctl when systemd runs the service (it then knows about the reload), else the signal."""
     systemctl = module.get_bin_path('systemctl')
     if systemctl:
-        rc, out, err = module.run_command([systemctl, 'is-active', '--quiet', 'nginx.service'])
+        rc, out, err = module.run_command([systemctl, 'is-active', '--quiet', service])
         if rc == 0:
-            return [systemctl, 'reload', 'nginx.service']
-    return [nginx, '-s', 'reload']
+            return [systemctl, 'reload', service]
+    return nginx_command(nginx, config, '-s', 'reload')
 
 
 def wait_for(predicate, timeout):
@@ -400,6 +436,8 @@ def main():
             reload_timeout=dict(type='int', default=10),
             drain_timeout=dict(type='int', default=30),
             pid_file=dict(type='path', default='/run/nginx.pid'),
+            config=dict(type='path'),
+            service=dict(type='str', default='nginx.service'),
         ),
         supports_check_mode=True,
     )
@@ -463,11 +501,11 @@ def main():
         except (IOError, OSError) as exc:
             module.fail_json(msg='cannot write %s: %s' % (path, to_native(exc)), **result)
 
-    rc, message = nginx_test(module, nginx)
+    rc, message = nginx_test(module, nginx, params['config'])
     if rc != 0:
         if changed:
             restore(module, path, old)
-        rc_old, message_old = nginx_test(module, nginx)
+        rc_old, message_old = nginx_test(module, nginx, params['config'])
         cause = ('the configuration was already invalid without this change (nginx -t still fails with the previous '
                  'file: %s)' % message_old) if rc_old != 0 else 'the previous file is back in place and nginx keeps serving'
         result.update(changed=False, nginx_test=message)
@@ -481,7 +519,7 @@ def main():
                     'when nginx starts' % (params['pid_file'], path))
         module.exit_json(**result)
 
-    command = reload_command(module, nginx)
+    command = reload_command(module, nginx, params['config'], params['service'])
     started = time.monotonic()
     rc, out, err = module.run_command(command)
     if rc != 0:
@@ -501,9 +539,10 @@ def main():
             restore(module, path, old)
         result.update(changed=False)
         module.fail_json(msg='nginx did not start new worker processes within %d s of "%s": the reload did not take '
-                             'effect and nginx still runs the previous configuration (see its error log, for example '
-                             '/var/log/nginx/error.log). The previous %s is back in place.'
-                             % (params['reload_timeout'], ' '.join(command), path), **result)
+                             'effect and nginx still runs the previous configuration (see the error log of %s). The '
+                             'previous %s is back in place.'
+                             % (params['reload_timeout'], ' '.join(command), params['config'] or 'nginx', path),
+                         **result)
     result.update(reloaded=True, workers_after=workers_after, reload_seconds=round(time.monotonic() - started, 3))
 
     master = master_pid(params['pid_file']) or master

@@ -7,6 +7,11 @@ controller to the load balancer's private address.
 RECETE_LB_TEST_API_UNITS (default "recete-api@*.service") is the pattern of
 the API units whose instances must answer through the load balancer; set it
 to run these tests against stand-in upstreams.
+
+With nginx_lb_router_enabled (the default) two nginx masters run: the edge
+(nginx.service, the listeners) and the router (recete-router.service, the
+upstream block and the access log); the tests read each one's configuration
+where it belongs.
 """
 import os
 import re
@@ -29,7 +34,13 @@ DEFAULTS = {
     "nginx_lb_tls_certificate_path": "/etc/nginx/recete/tls/lb.crt",
     "nginx_lb_access_log": "/var/log/nginx/recete-lb.access.log",
     "nginx_lb_verify_path": "/health",
+    "nginx_lb_router_enabled": True,
 }
+ROUTER_SERVICE = "recete-router.service"
+ROUTER_SOCKET_UNIT = "recete-router.socket"
+ROUTER_CONF = "/etc/nginx/recete/router.conf"
+ROUTER_SOCKET = "/run/recete-router/router.sock"
+ROUTER_PID = "/run/recete-router/nginx.pid"
 REQUESTS_PER_INSTANCE = 10
 
 
@@ -63,25 +74,62 @@ def instances_seen(host, count):
     return [m.strip() for m in re.findall(r"^x-instance:(.*)$", out, re.M | re.I)]
 
 
+def router(host):
+    return setting(host, "nginx_lb_router_enabled")
+
+
+def workers(host, pid_file):
+    return sorted(sudo_run(host, "pgrep -P $(cat %s)" % pid_file).stdout.split())
+
+
 def test_nginx_running_and_enabled(host):
     service = host.service("nginx")
     assert service.is_running
     assert service.is_enabled
 
 
+def test_router_running_and_enabled_only_with_the_router(host):
+    service, socket_unit = host.service(ROUTER_SERVICE), host.service(ROUTER_SOCKET_UNIT)
+    if router(host):
+        assert service.is_running
+        assert service.is_enabled
+        # systemd holds the listening socket and hands it to nginx (it outlives router restarts).
+        assert socket_unit.is_running
+        assert socket_unit.is_enabled
+        listeners = sudo_run(host, "ss -xlpn src %s" % ROUTER_SOCKET).stdout
+        assert '"systemd"' in listeners and '"nginx"' in listeners, listeners
+    else:
+        assert not service.is_running
+        assert not socket_unit.is_running
+        for unit in (ROUTER_SERVICE, ROUTER_SOCKET_UNIT):
+            assert not host.file("/etc/systemd/system/" + unit).exists
+        assert not host.file(ROUTER_CONF).exists
+
+
 def test_configuration_is_valid(host):
     result = sudo_run(host, "nginx -t")
     assert result.rc == 0, result.stderr
     assert "test is successful" in result.stderr
+    if router(host):
+        result = sudo_run(host, "nginx -c %s -t" % ROUTER_CONF)
+        assert result.rc == 0, result.stderr
+        assert "test is successful" in result.stderr
 
 
 @pytest.fixture(name="config")
 def fixture_config(host):
-    """The whole configuration nginx loads (nginx -T), every included file."""
+    """The whole configuration nginx (the edge, with the router) loads (nginx -T), every included file."""
     return sudo_run(host, "nginx -T").stdout
 
 
-def test_upstream_least_conn_keepalive(host, config):
+@pytest.fixture(name="upstream_config")
+def fixture_upstream_config(host, config):
+    """The whole configuration of the nginx that holds the upstream block: the router, else nginx."""
+    return sudo_run(host, "nginx -c %s -T" % ROUTER_CONF).stdout if router(host) else config
+
+
+def test_upstream_least_conn_keepalive(host, upstream_config):
+    config = upstream_config
     name = setting(host, "nginx_lb_upstream_name")
     block = re.search(r"upstream %s \{(.*?)\}" % re.escape(name), config, re.S)
     assert block, "no upstream %s in nginx -T" % name
@@ -92,10 +140,9 @@ def test_upstream_least_conn_keepalive(host, config):
     assert servers, "server lines carry max_fails/fail_timeout (passive failure detection)"
 
 
-def test_proxy_settings(host, config):
+def test_proxy_settings(host, config, upstream_config):
+    # The forwarding headers are computed from the real client where clients connect.
     for directive in (
-        "proxy_http_version 1.1;",
-        'proxy_set_header Connection "";',
         "proxy_set_header Host $host;",
         "proxy_set_header X-Real-IP $remote_addr;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
@@ -103,13 +150,92 @@ def test_proxy_settings(host, config):
         "server_tokens off;",
     ):
         assert directive in config, directive
-    assert re.search(r"worker_shutdown_timeout \d+s;", config)
-    retry = re.search(r"proxy_next_upstream ([^;]*);", config).group(1).split()
+    # Upstream keep-alive, retries and the drain bound where the upstream block is.
+    for directive in ("proxy_http_version 1.1;", 'proxy_set_header Connection "";', "server_tokens off;"):
+        assert directive in upstream_config, directive
+    assert re.search(r"worker_shutdown_timeout \d+s;", upstream_config)
+    retry = re.search(r"proxy_next_upstream ([^;]*);", upstream_config).group(1).split()
     assert {"error", "timeout", "http_502", "http_503"} <= set(retry)
     assert "non_idempotent" not in retry
-    assert re.search(r"proxy_next_upstream_tries \d+;", config)
-    for variable in ("$upstream_addr", "$upstream_response_time", "$request_time", "$upstream_status"):
-        assert variable in config, "log format carries %s" % variable
+    assert re.search(r"proxy_next_upstream_tries \d+;", upstream_config)
+    log = re.search(r"log_format recete_lb (.*?);", upstream_config, re.S).group(1)
+    for variable in ("$remote_addr", "$upstream_addr", "$upstream_response_time", "$request_time", "$upstream_status"):
+        assert variable in log, "log format carries %s" % variable
+    assert re.search(r"access_log %s recete_lb" % re.escape(setting(host, "nginx_lb_access_log")), upstream_config)
+
+
+def test_edge_reaches_the_router_without_keepalive(host, config):
+    if not router(host):
+        pytest.skip("single nginx (nginx_lb_router_enabled false)")
+    block = re.search(r"upstream recete_router \{(.*?)\}", config, re.S)
+    assert block, "no upstream recete_router in nginx -T"
+    assert re.findall(r"^\s*server (\S+);", block.group(1), re.M) == ["unix:%s" % ROUTER_SOCKET]
+    # No idle edge->router connection ever exists: no keepalive, nginx's HTTP/1.0 + "Connection: close".
+    assert "keepalive" not in block.group(1)
+    assert "proxy_http_version" not in config
+    assert 'proxy_set_header Connection "";' not in config
+    assert "proxy_next_upstream off;" in config
+    # The edge never loads the API's upstream block.
+    assert not re.search(r"upstream %s \{" % re.escape(setting(host, "nginx_lb_upstream_name")), config)
+
+
+def test_router_passes_the_edge_headers_on_unchanged(host, upstream_config):
+    if not router(host):
+        pytest.skip("single nginx (nginx_lb_router_enabled false)")
+    for directive in (
+        "listen unix:%s" % ROUTER_SOCKET,
+        "set_real_ip_from unix:;",
+        "real_ip_header X-Real-IP;",
+        "proxy_set_header Host $http_host;",
+        "proxy_set_header X-Real-IP $http_x_real_ip;",
+        "proxy_set_header X-Forwarded-For $http_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;",
+        "pid %s;" % ROUTER_PID,
+    ):
+        assert directive in upstream_config, directive
+    assert "$proxy_add_x_forwarded_for" not in upstream_config
+    assert not re.search(r"^\s*listen\s+[0-9*\[]", upstream_config, re.M), "the router listens on its socket only"
+
+
+def test_router_socket_reachable_by_the_edge_workers(host):
+    if not router(host):
+        pytest.skip("single nginx (nginx_lb_router_enabled false)")
+    socket_file = host.file(ROUTER_SOCKET)
+    assert socket_file.is_socket
+    assert socket_file.mode == 0o666
+    assert host.file(ROUTER_SOCKET.rsplit("/", 1)[0]).mode == 0o755
+    assert sudo_run(host, "runuser -u www-data -- test -w %s" % ROUTER_SOCKET).rc == 0
+
+
+def test_router_unit_is_hardened(host):
+    if not router(host):
+        pytest.skip("single nginx (nginx_lb_router_enabled false)")
+    show = host.check_output("systemctl show %s -p CapabilityBoundingSet -p NoNewPrivileges -p ProtectSystem "
+                             "-p PrivateDevices -p MemoryDenyWriteExecute -p User", ROUTER_SERVICE)
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert set(props["CapabilityBoundingSet"].split()) == {
+        "cap_chown", "cap_dac_override", "cap_kill", "cap_setgid", "cap_setuid"}
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["PrivateDevices"] == "yes"
+    assert props["MemoryDenyWriteExecute"] == "yes"
+    # Workers run as www-data, the master as root (it drops them).
+    users = sudo_run(host, "ps -o user= --ppid $(cat %s)" % ROUTER_PID).stdout.split()
+    assert users and set(users) == {"www-data"}
+
+
+def test_router_reload_leaves_the_edge_alone(host):
+    if not router(host):
+        pytest.skip("single nginx (nginx_lb_router_enabled false)")
+    edge, routers = workers(host, "/run/nginx.pid"), workers(host, ROUTER_PID)
+    assert sudo_run(host, "systemctl reload %s" % ROUTER_SERVICE).rc == 0
+    for _ in range(50):
+        if set(workers(host, ROUTER_PID)).isdisjoint(routers):
+            break
+        host.run("sleep 0.1")
+    assert set(workers(host, ROUTER_PID)).isdisjoint(routers), "the router started new workers"
+    assert workers(host, "/run/nginx.pid") == edge, "the edge was not reloaded"
+    assert instances_seen(host, 2), "requests still pass"
 
 
 def test_no_version_in_server_header(host):
@@ -180,3 +306,5 @@ def test_access_log_names_the_instance(host):
         last = host.check_output("tail -n 1 %s", log)
     assert re.search(r"upstream_addr=\S+:\d+ upstream_status=200 upstream_response_time=[\d.]+ request_time=[\d.]+",
                      last), last
+    # The client the request came from (curl on loopback), also through the router.
+    assert last.split()[0] == "127.0.0.1", last

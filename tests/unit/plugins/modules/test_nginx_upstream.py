@@ -577,3 +577,59 @@ def test_loaded_block_is_left_alone(monkeypatch, capsys, tmp_path):
     assert result["changed"] is False
     assert result["not_loaded"] is False
     assert fake.commands == []
+
+
+# --- a second nginx master (the router behind an edge nginx) -------------------
+
+ROUTER = {"config": "/etc/nginx/recete/router.conf", "pid_file": "/run/recete-router/nginx.pid",
+          "service": "recete-router.service"}
+
+
+def test_router_is_checked_with_its_config_and_reloaded_through_its_unit(monkeypatch, capsys, tmp_path):
+    fake = FakeNginx(str(tmp_path / "u.conf"))
+    pid_files = []
+    result = run_module(monkeypatch, capsys, fake, **ROUTER)
+    assert result["reloaded"] is True
+    assert ["/usr/sbin/nginx", "-c", ROUTER["config"], "-t"] in fake.commands
+    assert ["/usr/sbin/nginx", "-t"] not in fake.commands
+    assert ["/usr/sbin/systemctl", "is-active", "--quiet", "recete-router.service"] in fake.commands
+    assert reloads(fake) == [["/usr/sbin/systemctl", "reload", "recete-router.service"]]
+    # The master is looked up in the router's pid file, never in nginx's.
+    monkeypatch.setattr(nginx_upstream, "master_pid", lambda pid_file: pid_files.append(pid_file) or 10)
+    fake.commands = []
+    with patch_module_args({"name": "recete_api", "path": fake.path, "servers": [{"address": "10.0.0.11:3000"}],
+                            **ROUTER}):
+        with pytest.raises(SystemExit):
+            nginx_upstream.main()
+    capsys.readouterr()
+    assert pid_files and set(pid_files) == {ROUTER["pid_file"]}
+
+
+def test_router_without_systemd_is_signalled_through_its_config(monkeypatch, capsys, tmp_path):
+    fake = FakeNginx(str(tmp_path / "u.conf"), systemd=False)
+    result = run_module(monkeypatch, capsys, fake, **ROUTER)
+    assert result["reloaded"] is True
+    assert reloads(fake) == [["/usr/sbin/nginx", "-c", ROUTER["config"], "-s", "reload"]]
+
+
+def test_router_config_rejected_restores_and_names_nothing_reloaded(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "u.conf"
+    fake = FakeNginx(str(path), bad_text="bad.invalid")
+    result = run_module(monkeypatch, capsys, fake, servers=[{"address": "bad.invalid:3000"}], **ROUTER)
+    assert result["failed"] is True
+    assert "Nothing was reloaded" in result["msg"]
+    assert fake.commands.count(["/usr/sbin/nginx", "-c", ROUTER["config"], "-t"]) == 2
+    assert reloads(fake) == []
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "expected"),
+    [
+        (None, ("-t",), ["/usr/sbin/nginx", "-t"]),
+        ("/etc/nginx/recete/router.conf", ("-t",), ["/usr/sbin/nginx", "-c", "/etc/nginx/recete/router.conf", "-t"]),
+        ("/etc/r.conf", ("-s", "reload"), ["/usr/sbin/nginx", "-c", "/etc/r.conf", "-s", "reload"]),
+    ],
+)
+def test_nginx_command(config, args, expected):
+    assert nginx_upstream.nginx_command("/usr/sbin/nginx", config, *args) == expected
