@@ -98,6 +98,8 @@ import tempfile
 import threading
 import time
 
+from _lab import dropped  # the same check before reusing an idle connection as the lab benches
+
 HOST = "127.0.0.1"
 ANSWER_TIMEOUT = 5.0
 WRK_CONNECTIONS = 32
@@ -422,21 +424,6 @@ def request_bytes(method, n):
     body = json.dumps({"n": n, "name": "item-%d" % n, "qty": n % 7}).encode()
     return ("POST /api/items HTTP/1.1\r\nHost: bench\r\nUser-Agent: reload-keepalive\r\n"
             "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)).encode() + body
-
-
-def dropped(sock):
-    """True if the idle connection shows EOF/error (what urllib3's is_connection_dropped checks)."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    if not poller.poll(0):
-        return False
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"" (EOF), or data nobody asked for
-        return True
-    except BlockingIOError:
-        return False
-    except OSError:  # ECONNRESET
-        return True
 
 
 class NoAnswer(Exception):
