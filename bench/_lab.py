@@ -36,6 +36,9 @@ OpenLoop(address, rate, ...)
     (`ka_reset`, included in `conn_err`): those are the requests an nginx reload
     closing idle connections costs a client.
 
+    Every request keeps when it was due (Result.at) and every `load.phase = X`
+    is marked, so .samples() and .phases() give bench/_plot.py its timeline.
+
 A plain module, not a package: the benchmarks run as scripts from bench/.
 """
 from __future__ import annotations
@@ -54,6 +57,8 @@ import subprocess
 import tempfile
 import threading
 import time
+
+from _plot import phase_spans  # bench/ is on sys.path (pure function; matplotlib is not imported)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -209,7 +214,8 @@ class Lab:
 
 # --- open-loop load -----------------------------------------------------------------
 
-Result = collections.namedtuple("Result", "phase kind latency status error reused version")
+# at: when the request was due, in seconds from the start of the schedule (for bench/_plot.py timelines)
+Result = collections.namedtuple("Result", "phase kind latency status error reused version at")
 Job = collections.namedtuple("Job", "phase id expected")
 
 
@@ -245,7 +251,10 @@ class OpenLoop:
         self.address, self.port, self.rate = address, port, float(rate)
         self.job_share, self.timeout, self.max_seconds = job_share, timeout, max_seconds
         self.tag = tag or "bench-%d" % int(time.time())
-        self.phase = "before"
+        self.t0 = None         # monotonic start of the schedule (set by start())
+        self.marks = []        # [(phase, t)] each phase change, t as Result.at
+        self.ended = None      # when stop() ended the schedule, as Result.at
+        self._phase = "before"
         self.results = []      # Result records, appended by the connection threads
         self.jobs = []         # Job records of the enqueues answered 2xx with an id
         self.scheduled = collections.Counter()   # phase -> requests scheduled
@@ -258,6 +267,17 @@ class OpenLoop:
         self._connections = connections
         self._threads = []
         self._scheduler = None
+
+    @property
+    def phase(self):
+        return self._phase
+
+    @phase.setter
+    def phase(self, name):
+        """Requests scheduled from now on count in phase `name`; the change is marked for the timeline."""
+        self._phase = name
+        if self.t0 is not None:
+            self.marks.append((name, time.monotonic() - self.t0))
 
     # -- requests
     def _connection(self):
@@ -303,11 +323,13 @@ class OpenLoop:
         self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self._connections)]
         for thread in self._threads:
             thread.start()
+        self.t0 = time.monotonic()
+        self.marks = [(self._phase, 0.0)]
         self._scheduler = threading.Thread(target=self._schedule, daemon=True)
         self._scheduler.start()
 
     def _schedule(self):
-        t0, seq = time.monotonic(), 0
+        t0, seq = self.t0, 0
         while not self._stop.is_set():
             due = t0 + seq / self.rate
             if due - t0 > self.max_seconds:
@@ -350,10 +372,11 @@ class OpenLoop:
             except (OSError, http.client.HTTPException, ConnectError) as exc:
                 # No complete answer: never resent (the server may have acted on it).
                 error = "connect:%s" % exc if isinstance(exc, ConnectError) else type(exc).__name__
-                self.results.append(Result(phase, kind, None, None, error, reused, None))
+                self.results.append(Result(phase, kind, None, None, error, reused, None, due - self.t0))
                 conn.close()
                 continue
-            self.results.append(Result(phase, kind, time.monotonic() - due, status, None, reused, version))
+            self.results.append(Result(phase, kind, time.monotonic() - due, status, None, reused, version,
+                                       due - self.t0))
             if kind == "job" and 200 <= status < 300:
                 try:
                     job_id = str(json.loads(data)["id"])
@@ -366,6 +389,8 @@ class OpenLoop:
         self._stop.set()
         if self._scheduler:
             self._scheduler.join()
+        # the load ends when nothing more is scheduled (draining what was sent is not load)
+        self.ended = time.monotonic() - self.t0 if self.t0 is not None else 0.0
         total = sum(self.scheduled.values())
         deadline = time.monotonic() + (drain_timeout if drain_timeout is not None else self.timeout + 5)
         while len(self.results) < total and time.monotonic() < deadline:
@@ -376,7 +401,7 @@ class OpenLoop:
             except queue.Empty:
                 break
             if item is not None:
-                self.results.append(Result(item[3], item[2], None, None, "not-sent", False, None))
+                self.results.append(Result(item[3], item[2], None, None, "not-sent", False, None, item[0] - self.t0))
         for _ in self._threads:
             self._work.put(None)
         for thread in self._threads:
@@ -400,6 +425,18 @@ class OpenLoop:
                                             if r.status is not None and not 200 <= r.status < 300),
             "jobs_sent": sum(1 for r in rows if r.kind == "job"),
         }
+
+    def samples(self):
+        """[(t, latency, ok)] of every request for bench/_plot.py: t when it was due (s from the start)."""
+        return sorted(((r.at, r.latency, r.status is not None and 200 <= r.status < 300) for r in self.results),
+                      key=lambda sample: sample[0])  # by time only: a latency may be None
+
+    def phases(self):
+        """[(phase, start, end)] spans of the phase marks, the last one ending when the load stopped."""
+        end = self.ended
+        if end is None:
+            end = time.monotonic() - self.t0 if self.t0 is not None else 0.0
+        return phase_spans(self.marks, end)
 
     def failed(self):
         """Requests without a 2xx answer, in all phases (non-2xx, connection errors, never sent)."""

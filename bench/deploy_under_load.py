@@ -3,6 +3,7 @@
 
     bench/deploy_under_load.py INVENTORY [--rate 50] [--settle 8] [--canary-seconds 10]
                                          [--job-share 0.1] [--job-timeout 120] [--plain-rollback]
+                                         [--png PATH | --no-png]
 
 Run from the repository root against a lab whose whole stack is deployed
 (site.yml), running release 1.0.0 (the bench deploys 1.0.0 first, untimed and
@@ -32,8 +33,11 @@ run: the same number of API instances of the target release started by hand
 over SSH on a port the engine does not use (3003 and up), timed to their
 first healthy GET /ready, then stopped and their drop-ins removed. For the
 bad release the floor is the readiness timeout the engine must wait before it
-can tell (api_ready_timeout). Last line: "failed requests: N, lost jobs: M";
-exit 1 when either is not zero or an operation did not end as expected.
+can tell (api_ready_timeout). Then the run as a timeline picture
+(bench/_plot.py: latency and requests/errors per second, phases shaded) to
+--png, default bench/out/deploy_under_load-<timestamp>.png. Last line:
+"failed requests: N, lost jobs: M"; exit 1 when either is not zero or an
+operation did not end as expected.
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _lab import REPO, Lab, LabError, OpenLoop  # noqa: E402  (bench/ helper)
+import _plot  # noqa: E402  (bench/ helper)
 
 OLD, NEW, BAD = "1.0.0", "1.1.0", "1.2.0-bad"
 RELEASE_DIR = os.path.join(REPO, ".cache", "release")
@@ -273,6 +278,7 @@ def main():
     parser.add_argument("--plain-rollback", action="store_true",
                         help="run rollback.yml without -e app_version (the engine picks the previous release)")
     parser.add_argument("--playbook-timeout", type=float, default=1200.0, help="seconds per playbook (1200)")
+    _plot.add_png_option(parser, "deploy_under_load")
     args = parser.parse_args()
     if not 0 < args.rate <= 500 or not 0 <= args.job_share <= 1 or args.settle < 0:
         parser.error("--rate must be in (0, 500], --job-share in [0, 1], --settle >= 0")
@@ -406,6 +412,10 @@ def main():
 
     failed = load.failed()
     lost = sum(j["acked"] - j["done_right"] for j in jobs.values())
+    _plot.write(args, "deploy_under_load", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
+                note="open loop %.0f req/s through the LB (%.0f %% sum jobs); %s; failed requests %d, lost jobs %d"
+                % (args.rate, 100 * args.job_share, ", ".join("%s %.0f s" % (p, r.seconds) for p, r in runs.items()),
+                   failed, lost))
     for note in unexpected:
         print("UNEXPECTED: %s" % note)
     print("failed requests: %d, lost jobs: %d" % (failed, lost))

@@ -2,6 +2,7 @@
 """Redis failover benchmark: kill the master for real, measure, restore.
 
     .venv/bin/python bench/failover.py --inventory /tmp/dredis-inventory/hosts.yml [--rounds 3] [--bullmq]
+                                       [--png PATH | --no-png]
 
 Runs on the controller against a lab (or any inventory) where the redis role
 was applied. Each round:
@@ -23,7 +24,10 @@ was applied. Each round:
 
 Prints the figures of each round next to down-after-milliseconds. Sentinel
 does not fail the same master over twice within 2 x failover-timeout, so
-rounds are spaced accordingly.
+rounds are spaced accordingly. Then every round on one timeline
+(bench/_plot.py): write latency p50/p95/p99 and acknowledged writes / errors
+per second, the phases of each round shaded, the kill and the switch as
+lines, to --png, default bench/out/failover-<timestamp>.png.
 """
 
 import argparse
@@ -39,6 +43,9 @@ import time
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # redis-py 5+ retries failed commands with a backoff of up to seconds by default:
@@ -130,9 +137,11 @@ def master_settings(lab):
 class Writer(threading.Thread):
     """Appends sequence numbers through Sentinel's master; records acknowledgements."""
 
-    def __init__(self, lab, key, interval, wait_replicas):
+    def __init__(self, lab, key, interval, wait_replicas, t0=None):
         super().__init__(daemon=True)
         self.lab, self.key, self.interval, self.wait_replicas = lab, key, interval, wait_replicas
+        self.t0 = time.time() if t0 is None else t0  # the timeline's origin (time.time())
+        self.samples = []  # (t, latency, acknowledged) per write attempt, for the timeline
         self.stop = threading.Event()
         self.acked = []
         self.errors = {}
@@ -166,9 +175,12 @@ class Writer(threading.Thread):
                 self.client.rpush(self.key, seq)
                 if self.wait_replicas and self.client.execute_command('WAIT', self.wait_replicas, 100) < self.wait_replicas:
                     self.unconfirmed += 1
+                    self.samples.append((started - self.t0, time.time() - started, False))
                     continue
                 self.acked.append((seq, time.time(), self.address))
+                self.samples.append((started - self.t0, time.time() - started, True))
             except Exception as exc:
+                self.samples.append((started - self.t0, None, False))
                 kind = exc.__class__.__name__
                 word = str(exc).split(' ')[0]
                 if word.isupper():
@@ -251,7 +263,7 @@ def wait_for_replica(lab, old_address, new_address, timeout=60):
     return None
 
 
-def one_round(lab, args, number):
+def one_round(lab, args, number, t0=None):
     views, quorum = sentinel_view(lab)
     masters = set(views.values())
     if len(masters) != 1 or not str(quorum).startswith('OK'):
@@ -260,7 +272,8 @@ def one_round(lab, args, number):
     old_host = lab.host_of(old_address.rsplit(':', 1)[0])
     settings = master_settings(lab)
 
-    writer = Writer(lab, 'bull:recete-bench:probe-%d' % number, args.interval, args.wait_replicas)
+    writer = Writer(lab, 'bull:recete-bench:probe-%d' % number, args.interval, args.wait_replicas, t0)
+    began = time.time()
     bullmq = start_bullmq(lab, args.bullmq_interval_ms, args.bullmq_run_retry_delay_ms) if args.bullmq else None
     writer.start()
     time.sleep(args.warmup)
@@ -296,6 +309,7 @@ def one_round(lab, args, number):
 
     writer.stop.set()
     writer.join()
+    ended = time.time()
     lost, unacked_present = writer.verify()
     views, quorum = sentinel_view(lab)
     result = dict(
@@ -313,6 +327,15 @@ def one_round(lab, args, number):
     )
     if bullmq:
         result['bullmq'] = stop_bullmq(bullmq)
+    # for the timeline, in seconds from t0 (not printed, not in --json)
+    at = (lambda stamp: stamp - writer.t0)
+    marks = [('r%d warm-up' % number, at(began)), ('r%d kill -> first write' % number, at(killed_at)),
+             ('r%d new master' % number, at(first_write or switched_at)),
+             ('r%d old master restarted' % number, at(restarted_at))]
+    if rejoined_at:
+        marks.append(('r%d rejoined' % number, at(rejoined_at)))
+    result['_timeline'] = dict(samples=writer.samples, phases=_plot.phase_spans(marks, at(ended)),
+                               events=[('kill', at(killed_at)), ('new master named', at(switched_at))])
     return result, int(settings['failover-timeout'])
 
 
@@ -330,13 +353,17 @@ def main():
     parser.add_argument('--warmup', type=float, default=3, help='seconds of writes before the kill')
     parser.add_argument('--settle', type=float, default=3, help='seconds after the switch and after the rejoin')
     parser.add_argument('--json', action='store_true', help='print the rounds as JSON')
+    _plot.add_png_option(parser, 'failover')
     args = parser.parse_args()
 
     lab = Lab(args.inventory)
-    results = []
+    results, timeline = [], dict(samples=[], phases=[], events=[])
+    t0 = time.time()
     for number in range(1, args.rounds + 1):
         started = time.time()
-        result, failover_timeout = one_round(lab, args, number)
+        result, failover_timeout = one_round(lab, args, number, t0)
+        for key, values in result.pop('_timeline').items():
+            timeline[key] += values
         results.append(result)
         if not args.json:
             print('round %(round)d: %(old_master)s -> %(new_master)s' % result)
@@ -369,6 +396,12 @@ def main():
         print('summary over %d rounds: kill -> first write on the new master min %.2f / median %.2f / max %.2f s; '
               'lost writes total %d' % (len(results), min(firsts), statistics.median(firsts), max(firsts),
                                         sum(r['writes_lost'] or 0 for r in results)))
+    if args.json:
+        args.no_png = True  # stdout is the JSON document: no picture line in it
+    _plot.write(args, 'failover', _plot.samples_to_rows(timeline['samples']), timeline['phases'], timeline['events'],
+                rate_label='writes/s (attempts)', error_label='failed writes/s',
+                note='%d round(s), a write every %.3f s through Sentinel; lost writes %d'
+                % (len(results), args.interval, sum(r['writes_lost'] or 0 for r in results)))
     return 0 if all(r['writes_lost'] == 0 for r in results) else 1
 
 

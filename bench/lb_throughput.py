@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput of one API instance through the nginx load balancer vs. directly.
 
-    bench/lb_throughput.py /tmp/dlb-inv/hosts.yml [--instance api1:3000] [--duration 10]
+    bench/lb_throughput.py /tmp/dlb-inv/hosts.yml [--instance api1:3000] [--duration 10] [--png PATH | --no-png]
 
 Talks only to the machines of the lab inventory it is given (it refuses an
 inventory without `recete_lab_name` and addresses outside private ranges).
@@ -27,6 +27,9 @@ API instance running (playbooks/lb.yml and the API, or stand-ins).
    its figures are the medians (the lab host is shared: noise is real).
 3. Prints every run and the ratio LB / direct, then puts the upstream
    members back as they were (also on failure or Ctrl-C).
+4. Draws the sweep as a timeline (bench/_plot.py): each wrk run is one
+   interval (its req/s, errors/s and p50/p95/p99) and one shaded phase, to
+   --png, default bench/out/lb_throughput-<timestamp>.png.
 
 The request is GET /health (no data tier involved): what is measured is the
 proxy path (nginx, upstream keep-alive, the extra hop), not the app.
@@ -44,6 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 
 DEFAULTS = {
     "nginx_lb_upstream_name": "recete_api",
@@ -199,6 +205,7 @@ def main():
                         help="runs per target and level, alternating; the level's figure is their median")
     parser.add_argument("--p95-limit-ms", type=float, default=200.0)
     parser.add_argument("--https", action="store_true", help="through the LB over HTTPS (default: HTTP on port 80)")
+    _plot.add_png_option(parser, "lb_throughput")
     args = parser.parse_args()
     if not 5 <= args.duration <= 15:
         raise BenchError("--duration must be 5-15 seconds (bounded runs)")
@@ -228,6 +235,7 @@ def main():
     before = read_members(lab, lb)
     print("upstream now: %s" % ", ".join("%s%s" % (a, " (down)" if s == "down" else "") for a, s in before))
     results = {"direct": [], "lb": []}
+    t0, timeline, phases = time.monotonic(), [], []  # every measured wrk run, for the picture
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT)
         script.flush()
@@ -245,7 +253,12 @@ def main():
                     for name in ("direct", "lb"):
                         if name not in open_targets:
                             continue
+                        started = time.monotonic() - t0
                         r = wrk(open_targets[name], connections, args.duration, args.threads, script.name)
+                        ended = time.monotonic() - t0
+                        timeline.append(_plot.Interval(started, ended, r["requests"], r["errors"] + r["non2xx"],
+                                                       r["p50"] / 1e6, r["p95"] / 1e6, r["p99"] / 1e6))
+                        phases.append(("%s c%d" % (name, connections), started, ended))
                         runs[name].append(r)
                         print("%-7s %6d %10.0f %8s %8s %8s %7d %7d" % (
                             name, connections, r["rps"], fmt_ms(r["p50"]), fmt_ms(r["p95"]), fmt_ms(r["p99"]),
@@ -277,6 +290,9 @@ def main():
     print("\nhost load average at the end: %.1f (1 min). The generator, nginx and the instance share this host's %s\n"
           "CPUs (and whatever else runs on it): through the LB, nginx takes CPU the instance and wrk would otherwise\n"
           "have, so the ratio is a lower bound for separate machines." % (os.getloadavg()[0], os.cpu_count()))
+    _plot.write(args, "lb_throughput", timeline, phases,
+                note="wrk sweep of %s (one run per phase: requests/s over the run, its percentiles), "
+                "direct vs. through the LB; %d s per run" % (instance, args.duration))
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pooling benchmark of the data tier in a lab.
 
-    bench/pooling.py /tmp/dpg-inventory/hosts.yml [--clients 1000] [--duration 15]
+    bench/pooling.py /tmp/dpg-inventory/hosts.yml [--clients 1000] [--duration 15] [--png PATH | --no-png]
 
 Talks only to the machines of the lab inventory it is given (it refuses an
 inventory without `recete_lab_name` and addresses outside private ranges).
@@ -20,6 +20,11 @@ inventory without `recete_lab_name` and addresses outside private ranges).
    primary at 20 clients and at CLIENTS clients (direct PostgreSQL refuses
    clients past max_connections: the output says what it did).
 
+3. A timeline picture (bench/_plot.py) to --png, default
+   bench/out/pooling-<timestamp>.png: part 1 per second (transactions/s,
+   failures/s, p50/p95/p99 of a transaction), then each pgbench run as one
+   interval drawn at its TPS (pgbench gives no percentiles: no latency line).
+
 Figures only; exit status 1 when a check fails (a client not served, a pool
 above its size).
 """
@@ -37,6 +42,10 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 
 try:
     import psycopg
@@ -128,6 +137,8 @@ class ClientStats:
     open_now: int = 0
     open_peak: int = 0
     errors: Counter = field(default_factory=Counter)
+    t0: float = 0.0  # monotonic start of part 1, the picture's time origin
+    samples: list = field(default_factory=list)  # (t, latency, ok) per connect failure and transaction
 
 
 @dataclass
@@ -185,6 +196,7 @@ async def one_client(dsn, n, queries, sleep_s, ramp, all_tried, all_done, counte
                                                          connect_timeout=60)
         except psycopg.Error as err:
             stats.connect_failed += 1
+            stats.samples.append((time.monotonic() - stats.t0, None, False))
             stats.errors[f"connect: {str(err).strip()[:160]}"] += 1
             conn = None
     if conn is not None:
@@ -199,11 +211,14 @@ async def one_client(dsn, n, queries, sleep_s, ramp, all_tried, all_done, counte
         return
     try:
         for _ in range(queries):
+            began = time.monotonic()
             async with conn.transaction():
                 await conn.execute(f"SELECT pg_sleep({sleep_s:.3f})")
             stats.queries_ok += 1
+            stats.samples.append((began - stats.t0, time.monotonic() - began, True))
     except psycopg.Error as err:
         stats.clients_failed += 1
+        stats.samples.append((time.monotonic() - stats.t0, None, False))
         stats.errors[f"query: {str(err).strip()[:160]}"] += 1
     finally:
         counters["done"] += 1
@@ -222,7 +237,7 @@ async def many_clients(dsn, admin_dsn, n, queries, sleep_s, ramp_width):
     all_tried, all_done = asyncio.Event(), asyncio.Event()
     counters = Counter()
     ramp = asyncio.Semaphore(ramp_width)
-    t0 = time.monotonic()
+    t0 = stats.t0 = time.monotonic()
     await asyncio.gather(*(one_client(dsn, n, queries, sleep_s, ramp, all_tried, all_done, counters, stats)
                            for _ in range(n)))
     elapsed = time.monotonic() - t0
@@ -295,6 +310,7 @@ def main() -> int:
     parser.add_argument("--builtin", default="select-only", choices=["select-only", "simple-update", "tpcb-like"],
                         help="pgbench script (default select-only, i.e. -S)")
     parser.add_argument("--skip-pgbench", action="store_true", help="only run part 1")
+    _plot.add_png_option(parser, "pooling")
     opts = parser.parse_args()
 
     lab = Lab.load(opts.inventory)
@@ -348,7 +364,16 @@ def main() -> int:
     print(f"    => {'PASS' if not failed else 'FAIL'}: all clients served and pools within default_pool_size"
           if not failed else "    => FAIL")
 
+    rows = _plot.samples_to_rows(stats.samples, end=elapsed)
+    phases = [(f"{opts.clients} clients via PgBouncer", 0.0, elapsed)]
+
+    def picture():
+        _plot.write(opts, "pooling", rows, phases,
+                    note=f"part 1: {opts.clients} clients x {opts.queries} transactions (per second); "
+                    f"pgbench {opts.builtin} {opts.duration} s runs drawn at their TPS")
+
     if opts.skip_pgbench:
+        picture()
         return 1 if failed else 0
 
     # 2. pgbench
@@ -371,9 +396,16 @@ def main() -> int:
     try:
         for clients in (20, opts.clients):
             for path, target in (("direct", direct), ("pgbouncer", pooled)):
+                started = time.monotonic() - stats.t0
                 tps, out = pgbench(lab, bouncer, password, common + ["-c", str(clients)] + target,
                                    opts.duration * 4 + 120)
+                ended = time.monotonic() - stats.t0
                 results[(clients, path)] = tps
+                # drawn at its TPS over the run's wall time; a refused run is a gap (no rate)
+                nan = float("nan")
+                rows.append(_plot.Interval(started, ended, (tps if tps else nan) * (ended - started),
+                                           0 if tps else nan, nan, nan, nan))
+                phases.append((f"pgbench {path} c{clients}" + ("" if tps else " (failed)"), started, ended))
                 shown = f"{tps:10.0f} tps" if tps is not None else "      failed"
                 print(f"    {clients:5d} clients {path:10s} {shown}")
                 if tps is None:
@@ -391,6 +423,7 @@ def main() -> int:
                   f"PgBouncer {'failed' if not p else f'{p:.0f} tps'}")
     if not results.get((20, "pgbouncer")) or not results.get((opts.clients, "pgbouncer")):
         failed = True
+    picture()
     return 1 if failed else 0
 
 

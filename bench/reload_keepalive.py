@@ -3,7 +3,7 @@
 
     bench/reload_keepalive.py [--duration 30] [--rate 200] [--reload-interval 0.5]
                               [--connections 24] [--workers 2] [--options A,B,...]
-                              [--wrk-duration 10]
+                              [--wrk-duration 10] [--png PATH | --no-png]
 
 Everything runs on this machine, on 127.0.0.1 only (and unix sockets in a
 temporary directory). Needs nginx (installed with apt-get, service kept off,
@@ -73,6 +73,10 @@ innermost nginx with `return 200`, isolating the extra hop), and prints each
 rate relative to A. (C-ka0's figure is plain HTTP on loopback: with TLS, a
 handshake per request would cost far more.)
 
+The load phase is drawn as a timeline (bench/_plot.py: p50/p99 and
+requests/errors per second of each option, the reloads as thin lines) to
+--png, default bench/out/reload_keepalive-<timestamp>.png.
+
 The run is bounded (an alarm stops it after duration + 8 x wrk-duration +
 90 s) and stops every process it started by PID (nginx masters with SIGTERM,
 their workers by PID if any survive, node, clients), then removes its
@@ -98,6 +102,7 @@ import tempfile
 import threading
 import time
 
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 from _lab import dropped  # the same check before reusing an idle connection as the lab benches
 
 HOST = "127.0.0.1"
@@ -488,7 +493,7 @@ def client_process(name, port, rate, duration, connections, start_at, seed, out)
     lock = threading.Lock()
     stats = dict(sent=0, ok=0, non2xx=0, stale=0, new_conns=0, errors=collections.Counter(),
                  err_on_reused=0, statuses=collections.Counter(), failed_methods=collections.Counter(),
-                 latencies=[])
+                 latencies=[], samples=[])
 
     def worker():
         sock = None
@@ -530,6 +535,9 @@ def client_process(name, port, rate, duration, connections, start_at, seed, out)
             latency = time.monotonic() - scheduled
             with lock:
                 stats["sent"] += 1
+                # for the timeline: when it was due (s from the start), latency if answered, 2xx or not
+                stats["samples"].append((scheduled - start_at, latency if status is not None else None,
+                                         kind is None and 200 <= status < 300))
                 if kind is not None:
                     stats["errors"][kind] += 1
                     stats["err_on_reused"] += reused
@@ -592,6 +600,7 @@ def load_phase(bench, names, args):
     before = {name: [n.log_count(r"#\d+: reconfiguring$") for n in bench.targets[name]["reloaded"]] for name in names}
     rng = random.Random(7)
     sent_hups = 0
+    hups_at = []  # seconds from the start of the load, for the timeline
     at = start_at + args.reload_interval * rng.uniform(0.5, 1.0)
     while at < start_at + args.duration:
         delay = at - time.monotonic()
@@ -601,6 +610,7 @@ def load_phase(bench, names, args):
             for nginx in bench.targets[name]["reloaded"]:
                 nginx.reload()
         sent_hups += 1
+        hups_at.append(at - start_at)
         at += args.reload_interval * rng.uniform(0.8, 1.2)
     results = {}
     for name in names:
@@ -614,6 +624,7 @@ def load_phase(bench, names, args):
         done = [n.log_count(r"#\d+: reconfiguring$") for n in target["reloaded"]]
         results[name]["reloads"] = sum(done) - sum(before[name])
         results[name]["hups"] = sent_hups
+        results[name]["hups_at"] = hups_at
         results[name]["log"] = {}
         for nginx in [target["front"]] + [n for n in target["reloaded"] if n is not target["front"]]:
             for message, count in nginx.errors().items():
@@ -725,6 +736,17 @@ def ensure_nginx():
         raise BenchError("nginx is still missing after apt-get install nginx-light")
 
 
+def plot_load(args, results):
+    """The load phase as a timeline: each option a series, every SIGHUP a thin line."""
+    series = {name: _plot.samples_to_rows(r["samples"], end=args.duration) for name, r in results.items()}
+    hups = next(iter(results.values()))["hups_at"] if results else []
+    failed = ", ".join("%s %d" % (name, r["sent"] - r["ok"]) for name, r in results.items())
+    _plot.write(args, "reload_keepalive", series, [("load + reloads", 0.0, float(args.duration))],
+                [("reload", t) for t in hups],
+                note="open loop %.0f req/s per option, %d keep-alive connections, %d reloads (lines); "
+                "failed requests: %s" % (args.rate, args.connections, len(hups), failed))
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], allow_abbrev=False)
     parser.add_argument("--duration", type=int, default=30, help="seconds of load (default 30)")
@@ -737,6 +759,7 @@ def parse_args(argv):
                         help="comma-separated subset of %s (default %s)" % (",".join(OPTIONS), ",".join(default)))
     parser.add_argument("--wrk-duration", type=int, default=10,
                         help="seconds per wrk run, A vs B without reloads; 0 skips it (default 10)")
+    _plot.add_png_option(parser, "reload_keepalive")
     args = parser.parse_args(argv)  # unknown arguments are an error
     names = [n for n in args.options.split(",") if n]
     unknown = [n for n in names if n not in OPTIONS]
@@ -773,6 +796,7 @@ def main(argv):
             ",".join("%s:%d" % (HOST, p) for p in app_ports), args.workers))
         results = load_phase(bench, args.names, args)
         print_load_table(args.names, results, args)
+        plot_load(args, results)
         if args.wrk_duration and "A" in bench.targets and "B" in bench.targets:
             time.sleep(2)  # old workers of the last reloads exit
             throughput_phase(bench, args)

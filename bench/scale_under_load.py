@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scale the API 2 -> 5 -> 2 under a constant open-loop load through the load balancer.
 
-    bench/scale_under_load.py INVENTORY [--rate 40] [--settle 8]
+    bench/scale_under_load.py INVENTORY [--rate 40] [--settle 8] [--png PATH | --no-png]
 
 Run from the repository root against a lab whose whole stack is deployed
 (tools/demo, or the Molecule `stack` lab). Talks only to that lab's machines
@@ -22,7 +22,9 @@ Prints, per phase (before, 2->5, 5->5 no-change, 5->2, after): requests sent,
 non-2xx answers, connection errors, p50/p95/p99. Then the wall time of
 scale.yml for 2->5 next to the floor measured in the same run (starting the
 same three instances by hand over SSH and waiting for their first healthy
-answer), as a ratio, and the time of the no-change re-run.
+answer), as a ratio, and the time of the no-change re-run. Draws the run as a
+timeline (bench/_plot.py: latency and requests/errors per second, the phases
+shaded) to --png, default bench/out/scale_under_load-<timestamp>.png.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _lab import Lab, LabError, OpenLoop, ssh_argv  # noqa: E402  (bench/ helper)
+import _plot  # noqa: E402  (bench/ helper)
 
 
 def load_inventory(path):
@@ -87,6 +90,7 @@ def main():
     parser.add_argument("inventory")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (default 40)")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds of load before and after (default 8)")
+    _plot.add_png_option(parser, "scale_under_load")
     args = parser.parse_args()
     try:
         lab = Lab(args.inventory)
@@ -125,6 +129,9 @@ def main():
     print("scale.yml 2->5: %.1f s; floor (3 instances started by hand, first healthy answer): %.1f s; ratio %.1fx"
           % (timings["2->5"], floor_s, timings["2->5"] / floor_s))
     print("scale.yml no-change re-run (5->5): %.1f s; 5->2: %.1f s" % (timings["5->5 no change"], timings["5->2"]))
+    _plot.write(args, "scale_under_load", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
+                note="open loop %.0f req/s through the LB; scale.yml 2->5 %.0f s, 5->5 %.0f s, 5->2 %.0f s"
+                % (args.rate, timings["2->5"], timings["5->5 no change"], timings["5->2"]))
 
 
 if __name__ == "__main__":

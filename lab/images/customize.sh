@@ -13,6 +13,9 @@ in_root() { chroot "$root" "$@"; }
 # nothing. apt's timers would run `apt-get update` behind the roles' backs
 # and hold the dpkg lock, so they go too.
 for unit in nginx redis-server redis-sentinel postgresql pgbouncer chrony \
+            prometheus prometheus-alertmanager prometheus-node-exporter \
+            prometheus-nginx-exporter prometheus-redis-exporter \
+            prometheus-postgres-exporter \
             apt-daily.timer apt-daily-upgrade.timer; do
   case "$unit" in *.*) ;; *) unit="$unit.service" ;; esac
   if [ -e "$root/usr/lib/systemd/system/$unit" ] || [ -e "$root/lib/systemd/system/$unit" ]; then

@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Job } from 'bullmq';
 import * as log from './log.js';
+import { httpMetrics, metricsHandler } from './metrics.js';
 
 const JOB_TYPES = new Set(['echo', 'sum']);
 // Queue connections wait for a reconnect instead of failing (see redis.js);
@@ -81,10 +82,16 @@ const JOB_ID = /^[A-Za-z0-9_.-]{1,100}$/;
  * @param deps.queue   BullMQ Queue
  * @param deps.redis   ioredis client for the readiness PING
  * @param deps.state   { shuttingDown: boolean }, flipped by server.js on SIGTERM
+ * @param deps.metrics prom-client Registry, or null (METRICS=off: no
+ *                     instrumentation, GET /metrics is 404)
  */
-export function createApp({ config, pools, queue, redis, state }) {
+export function createApp({ config, pools, queue, redis, state, metrics = null }) {
   const app = new Hono();
   const ident = { version: config.version, instance: config.instance };
+
+  // First, so that the time and status of everything below (413s from
+  // bodyLimit, errors from onError) are measured.
+  if (metrics) app.use('*', httpMetrics(metrics));
 
   // Tell which instance answered: the lab checks load balancing and rolling
   // deploys through nginx with these headers.
@@ -99,6 +106,10 @@ export function createApp({ config, pools, queue, redis, state }) {
   // dependency checks, and still 200 while draining, so a supervisor does not
   // kill an instance that is finishing its in-flight requests.
   app.get('/health', (c) => c.json({ status: 'ok', ...ident }));
+
+  // Prometheus scrapes the API on its own listener (nginx does not route
+  // /metrics to the public). Counted like any route, as route="/metrics".
+  if (metrics) app.get('/metrics', metricsHandler(metrics));
 
   // Readiness: may this instance receive traffic? 503 once shutdown started,
   // or when a dependency does not answer within READY_CHECK_TIMEOUT_MS.

@@ -139,6 +139,26 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     problems.push(`QUEUE_NAME must match [A-Za-z0-9_.-]{1,100} (got ${JSON.stringify(queueName)})`);
   }
 
+  // Prometheus metrics: on unless METRICS=off (which only exists so that
+  // bench/metrics_overhead.py can measure their cost). The worker serves them
+  // on its own listener when METRICS_PORT is set; without it there is none,
+  // so deployments that predate metrics keep working unchanged.
+  const metricsRaw = (env.METRICS || 'on').trim().toLowerCase();
+  if (metricsRaw !== 'on' && metricsRaw !== 'off') {
+    problems.push(`METRICS must be "on" or "off" (got ${JSON.stringify(env.METRICS)})`);
+  }
+  // A host runs several workers from one template unit (recete-worker@INDEX):
+  // the unit gives the base and the index, so each gets its own port.
+  let metricsPort = intVar(env, 'METRICS_PORT', undefined, 1, 65535, problems);
+  if (metricsPort === undefined && env.METRICS_PORT_BASE !== undefined) {
+    const base = intVar(env, 'METRICS_PORT_BASE', undefined, 1, 65535, problems);
+    const index = intVar(env, 'WORKER_INDEX', undefined, 0, 1000, problems);
+    if (base !== undefined && index !== undefined) {
+      if (base + index > 65535) problems.push(`METRICS_PORT_BASE + WORKER_INDEX must be at most 65535 (got ${base + index})`);
+      else metricsPort = base + index;
+    }
+  }
+
   const config = {
     role,
     version: readVersion(),
@@ -153,6 +173,9 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     workerConcurrency: intVar(env, 'WORKER_CONCURRENCY', 10, 1, 1000, problems),
     shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 100, 3600000, problems),
     readyCheckTimeoutMs: intVar(env, 'READY_CHECK_TIMEOUT_MS', 1000, 10, 60000, problems),
+    metrics: metricsRaw !== 'off',
+    metricsPort,
+    metricsHost: env.METRICS_HOST || '127.0.0.1',
   };
 
   if (problems.length) throw new ConfigError(problems);

@@ -9,8 +9,16 @@
 //    unknown ones.
 import pg from 'pg';
 import * as log from './log.js';
+import { timeQueries } from './metrics.js';
 
-export function createPool(connectionString, { max = 10, name = 'rw' } = {}) {
+// The `pool` label of recete_db_query_duration_seconds for each of our pools.
+const METRICS_POOL = { rw: 'primary', ro: 'replica' };
+
+/**
+ * A pg Pool. With `queryHistogram` (recete_db_query_duration_seconds) every
+ * pool.query() is timed under pool=primary (rw) or replica (ro).
+ */
+export function createPool(connectionString, { max = 10, name = 'rw', queryHistogram = null } = {}) {
   const pool = new pg.Pool({
     connectionString,
     max,
@@ -24,11 +32,12 @@ export function createPool(connectionString, { max = 10, name = 'rw' } = {}) {
   // the pool; without a listener that would crash the process. The pool drops
   // the client and opens a new one on next use.
   pool.on('error', (err) => log.warn('postgres idle client error', { pool: name, err }));
+  if (queryHistogram) timeQueries(pool, queryHistogram, METRICS_POOL[name] ?? name);
   return pool;
 }
 
-export function createPools(config) {
-  const rw = createPool(config.databaseUrl, { max: config.pgPoolSize, name: 'rw' });
-  const ro = createPool(config.databaseRoUrl, { max: config.pgPoolSize, name: 'ro' });
+export function createPools(config, { queryHistogram = null } = {}) {
+  const rw = createPool(config.databaseUrl, { max: config.pgPoolSize, name: 'rw', queryHistogram });
+  const ro = createPool(config.databaseRoUrl, { max: config.pgPoolSize, name: 'ro', queryHistogram });
   return { rw, ro };
 }

@@ -6,18 +6,23 @@ import { createRedis } from './redis.js';
 import { createQueue } from './queue.js';
 import { createApp } from './api.js';
 import { installProcessHandlers } from './lifecycle.js';
+import { createRegistry, dbQueryHistogram, queueMetrics } from './metrics.js';
 import * as log from './log.js';
 
 const config = loadConfigOrExit(process.env, { role: 'api' });
 log.setLogContext({ component: 'api', instance: config.instance, version: config.version });
 
-const pools = createPools(config);
+// METRICS=off exists to measure what the instrumentation costs (bench/metrics_overhead.py).
+const metrics = config.metrics ? createRegistry() : null;
+const pools = createPools(config, { queryHistogram: metrics && dbQueryHistogram(metrics) });
 // Fail fast for the readiness PING: no offline queue, so a PING while
 // disconnected errors at once instead of waiting for the reconnect.
 const redis = createRedis(config.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }, 'ready-check');
 const queue = createQueue(config);
+// Queue depth and latency from the API too: measurable while no worker runs.
+if (metrics) queueMetrics(metrics, { queue, queueName: config.queueName });
 const state = { shuttingDown: false };
-const app = createApp({ config, pools, queue, redis, state });
+const app = createApp({ config, pools, queue, redis, state, metrics });
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
   log.info('listening', { address: info.address, port: info.port, pid: process.pid, node: process.version });

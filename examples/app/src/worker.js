@@ -1,15 +1,32 @@
 // Worker entry point: `node src/worker.js`.
-import { Worker, UnrecoverableError } from 'bullmq';
+import { Worker, Queue, UnrecoverableError } from 'bullmq';
 import { loadConfigOrExit } from './config.js';
 import { createPool } from './db.js';
+import { ResultWriter } from './results.js';
 import { redisOptions } from './redis.js';
 import { installProcessHandlers } from './lifecycle.js';
+import { createRegistry, dbQueryHistogram, workerMetrics, serveMetrics, closeServer } from './metrics.js';
 import * as log from './log.js';
 
 const config = loadConfigOrExit(process.env, { role: 'worker' });
 log.setLogContext({ component: 'worker', instance: config.instance, version: config.version });
 
-const pool = createPool(config.databaseUrl, { max: config.pgPoolSize, name: 'rw' });
+// Metrics are served only when METRICS_PORT is set (the role sets it per
+// instance); METRICS=off keeps the listener but answers 404.
+const metrics = config.metrics && config.metricsPort ? createRegistry() : null;
+const pool = createPool(config.databaseUrl, {
+  max: config.pgPoolSize,
+  name: 'rw',
+  queryHistogram: metrics && dbQueryHistogram(metrics),
+});
+// Queue depth is read from Redis at scrape time through a Queue of our own
+// (a Worker cannot count jobs); only created when metrics are served.
+const metricsQueue = metrics && new Queue(config.queueName, { connection: redisOptions(config.redis) });
+metricsQueue?.on('error', (err) => log.warn('metrics queue error', { err }));
+const jobMetrics =
+  metrics &&
+  workerMetrics(metrics, { queue: metricsQueue, queueName: config.queueName, concurrency: config.workerConcurrency });
+const results = new ResultWriter(pool, { worker: config.instance });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function compute(type, data) {
@@ -34,17 +51,13 @@ async function processJob(job) {
   const result = compute(type, data);
   // Simulated work; the drain tests use it to have a job active at SIGTERM.
   if (sleepMs > 0) await sleep(Math.min(sleepMs, 60000));
-  // Upsert: a retried or re-run (stalled) job overwrites its earlier result.
-  await pool.query(
-    `INSERT INTO job_results (job_id, result, worker) VALUES ($1, $2::jsonb, $3)
-     ON CONFLICT (job_id) DO UPDATE
-       SET result = EXCLUDED.result, worker = EXCLUDED.worker, processed_at = now()`,
-    [job.id, JSON.stringify(result), config.instance],
-  );
+  // Committed before we return, so BullMQ acknowledges the job only once its
+  // result is durable; batched with the other jobs finishing meanwhile.
+  await results.write(job.id, result);
   return result;
 }
 
-const worker = new Worker(config.queueName, processJob, {
+const worker = new Worker(config.queueName, jobMetrics ? jobMetrics.track(processJob) : processJob, {
   // redisOptions sets maxRetriesPerRequest: null, enableReadyCheck and, with
   // Sentinel, failoverDetector; BullMQ duplicates these options for its
   // blocking connection, so both follow a failover to the new master.
@@ -62,6 +75,20 @@ worker.on('failed', (job, err) =>
 );
 worker.on('stalled', (jobId) => log.warn('job stalled', { job_id: jobId }));
 worker.on('error', (err) => log.error('worker error', { err }));
+jobMetrics?.attach(worker);
+
+let metricsServer;
+if (config.metricsPort) {
+  try {
+    metricsServer = await serveMetrics(metrics, { host: config.metricsHost, port: config.metricsPort });
+    log.info('metrics listening', { address: config.metricsHost, port: config.metricsPort, enabled: Boolean(metrics) });
+  } catch (err) {
+    // e.g. EADDRINUSE: a second instance with the same METRICS_PORT is a
+    // deployment error; exit like the API does and let systemd report it.
+    log.error('metrics listener failed', { err });
+    process.exit(1);
+  }
+}
 
 log.info('worker started', { pid: process.pid, node: process.version, queue: config.queueName });
 
@@ -69,8 +96,10 @@ async function shutdown(signal) {
   log.info('shutdown started', { signal, timeout_ms: config.shutdownTimeoutMs });
   // close() stops fetching new jobs and waits for the active ones to finish
   // (they write their results through the pool, so end the pool after).
+  // Metrics stay scrapeable while draining; closed once the jobs are done.
   await worker.close();
   log.info('worker closed');
+  await Promise.allSettled([metricsServer && closeServer(metricsServer), metricsQueue?.close()]);
   await pool.end();
   log.info('shutdown complete');
   process.exit(0);

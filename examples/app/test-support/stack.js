@@ -88,10 +88,15 @@ const SENTINEL_PASSWORD = 'sentinel-secret';
 export const MASTER_NAME = 'recete';
 
 export class Stack {
-  /** @param opts.replica  also start a Redis replica (for failover tests) */
-  constructor({ replica = false } = {}) {
+  /**
+   * @param opts.replica  also start a Redis replica (for failover tests)
+   * @param opts.durable  Postgres with production durability (fsync and
+   *                      synchronous_commit on) for benchmarks of write paths
+   */
+  constructor({ replica = false, durable = false } = {}) {
     this.procs = [];
     this.withReplica = replica;
+    this.durable = durable;
   }
 
   async start() {
@@ -204,10 +209,11 @@ export class Stack {
           '-c', 'listen_addresses=127.0.0.1',
           '-c', `port=${this.pgPort}`,
           '-c', `unix_socket_directories=${this.runDir}`,
-          // Throwaway test cluster: durability off for speed.
-          '-c', 'fsync=off',
-          '-c', 'synchronous_commit=off',
-          '-c', 'full_page_writes=off',
+          // Throwaway test cluster: durability off for speed (benchmarks
+          // of write paths ask for production settings).
+          '-c', `fsync=${this.durable ? 'on' : 'off'}`,
+          '-c', `synchronous_commit=${this.durable ? 'on' : 'off'}`,
+          '-c', `full_page_writes=${this.durable ? 'on' : 'off'}`,
           '-c', 'shared_buffers=32MB',
           '-c', 'max_connections=60',
         ],

@@ -88,3 +88,28 @@ test('loadConfig: the password in a bad DATABASE_URL is not echoed', () => {
     (err) => !err.message.includes('hunter2') && /DATABASE_URL/.test(err.message),
   );
 });
+
+test('loadConfig: a worker of a template unit gets METRICS_PORT_BASE + WORKER_INDEX', () => {
+  const env = { ...VALID, METRICS_PORT_BASE: '9400', WORKER_INDEX: '3' };
+  assert.equal(loadConfig(env).metricsPort, 9403);
+  assert.equal(loadConfig({ ...env, METRICS_PORT: '9999' }).metricsPort, 9999);
+  assert.equal(loadConfig(VALID).metricsPort, undefined);
+  assert.throws(() => loadConfig({ ...env, WORKER_INDEX: 'x' }), /WORKER_INDEX must be an integer/);
+  assert.throws(() => loadConfig({ ...env, METRICS_PORT_BASE: '65535' }), /at most 65535/);
+});
+
+test('loadConfig: metrics on by default, worker listener only with METRICS_PORT', () => {
+  const c = loadConfig(VALID, { role: 'worker' });
+  assert.equal(c.metrics, true);
+  assert.equal(c.metricsPort, undefined);
+  assert.equal(c.metricsHost, '127.0.0.1');
+  const w = loadConfig({ ...VALID, METRICS: 'off', METRICS_PORT: '9401', METRICS_HOST: '10.0.0.5' }, { role: 'worker' });
+  assert.deepEqual([w.metrics, w.metricsPort, w.metricsHost], [false, 9401, '10.0.0.5']);
+});
+
+test('loadConfig: a bad METRICS or METRICS_PORT is reported by name', () => {
+  assert.throws(
+    () => loadConfig({ ...VALID, METRICS: 'maybe', METRICS_PORT: '70000' }, { role: 'worker' }),
+    (err) => /METRICS must be "on" or "off"/.test(err.message) && /METRICS_PORT must be an integer/.test(err.message),
+  );
+});

@@ -49,7 +49,7 @@ test('the tarball holds one top-level directory with only production files', () 
   const top = `recete-app-${VERSION}/`;
   for (const e of entries) assert.ok(e.startsWith(top), `entry outside ${top}: ${e}`);
   const rel = entries.map((e) => e.slice(top.length));
-  for (const f of ['VERSION', 'package.json', 'package-lock.json', 'src/server.js', 'src/worker.js', 'src/migrate.js', 'node_modules/hono/package.json', 'node_modules/bullmq/package.json', 'node_modules/pg/package.json', 'node_modules/ioredis/package.json', 'node_modules/@hono/node-server/package.json']) {
+  for (const f of ['VERSION', 'package.json', 'package-lock.json', 'src/server.js', 'src/worker.js', 'src/migrate.js', 'node_modules/hono/package.json', 'node_modules/bullmq/package.json', 'node_modules/pg/package.json', 'node_modules/ioredis/package.json', 'node_modules/@hono/node-server/package.json', 'node_modules/prom-client/package.json']) {
     assert.ok(rel.includes(f), `missing ${f}`);
   }
   // Nothing of ours that is not needed at run time (third-party packages
@@ -91,6 +91,10 @@ test('the extracted release migrates, starts and answers /health with the built 
     assert.equal(health.headers.get('x-app-version'), VERSION);
     const ready = await waitReady(app.url);
     assert.equal(ready.json.version, VERSION);
+    // prom-client came along in the artifact.
+    const metrics = await req(`${app.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^recete_http_request_duration_seconds_count\{method="GET",route="\/ready",status="200"\} /m);
     app.proc.signalProc('SIGTERM');
     const { code } = await app.proc.waitForExit(10000);
     assert.equal(code, 0, app.proc.tail());

@@ -7,6 +7,7 @@ and what the load balancer routes to (the upstream block nginx loaded).
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -17,6 +18,26 @@ PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 PLAYBOOK = os.path.join(PROJECT, "playbooks", "scale.yml")
 API_HOSTS = ["api1", "api2"]
 WORKER_HOSTS = ["worker1", "worker2"]
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from prometheus import Prometheus  # noqa: E402
+
+SCRAPE = 5  # prometheus_scrape_interval of the lab
+
+
+def prometheus():
+    mon = on("mon1").ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    return Prometheus(mon)
+
+
+def prometheus_started(prom):
+    return prom.value('process_start_time_seconds{job="prometheus"}')
+
+
+def scraped_up(prom, job, count):
+    """Seconds until Prometheus scrapes `count` targets of `job`, all up (None if not within 3 intervals)."""
+    _, waited = prom.wait(lambda: len([t for t in prom.targets(job) if t["health"] == "up"]) == count
+                          and len(prom.targets(job)) == count, timeout=3 * SCRAPE, interval=0.25)
+    return waited if len([t for t in prom.targets(job) if t["health"] == "up"]) == count else None
 
 
 def on(name):
@@ -91,8 +112,16 @@ def test_check_mode_prints_the_plan_and_changes_nothing():
 
 
 def test_scale_out_to_five():
+    prom = prometheus()
+    started = prometheus_started(prom)
     out = scale("-e", "api_replicas=5")
     assert_api(5)
+    # Prometheus follows: 5 API targets scraped up within one scrape interval
+    # of the playbook's end, with no restart of Prometheus.
+    waited = scraped_up(prom, "recete_api", 5)
+    assert waited is not None and waited <= SCRAPE, f"5 API targets up after {waited} s (interval {SCRAPE} s)"
+    print(f"5 API targets scraped up {waited:.1f} s after scale.yml ended")
+    assert prometheus_started(prom) == started, "Prometheus restarted"
     # the summary, in order: before -> after per host with each instance's
     # release, the phases with their times, the readiness gates' latencies
     assert re.search(r"api api1: 3000 \(1\.0\.0\) -> 3000 \(1\.0\.0\), 3001 \(1\.0\.0\), 3002 \(1\.0\.0\)", out), out[-3000:]
@@ -123,6 +152,7 @@ def test_scale_out_to_five_again():
 def test_workers(count):
     scale("-e", f"worker_replicas={count}")
     assert sum(len(v) for v in running("recete-worker", WORKER_HOSTS).values()) == count
+    assert scraped_up(prometheus(), "recete_worker", count) is not None
     assert_api(5)
 
 
