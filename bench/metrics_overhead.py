@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the API's Prometheus instrumentation costs in throughput, on loopback.
 
-    bench/metrics_overhead.py [--rounds 3] [--duration 10] [--connections 32]   (from the repository root)
+    bench/metrics_overhead.py [--rounds 3] [--duration 10] [--connections 32] [--png PATH | --no-png]
+        (from the repository root)
 
 Starts the test stack of examples/app (scripts/bench-stack.mjs: PostgreSQL
 behind PgBouncer, Redis behind Sentinel, loopback, a temp dir; see
@@ -15,7 +16,10 @@ rounds' on/off ratios as the cost (goal: metrics cost <= 3 % of throughput),
 and the API process's CPU time per request on each side, which the machine's
 other load moves less. Figures only, no timing asserts; exit 1 only if a
 request failed or the instrumented API did not count the load under the
-route pattern.
+route pattern. Draws the rounds as a timeline (bench/_plot.py): each wrk
+run is one interval (its req/s, errors/s and p50/p95/p99) and one shaded
+phase named by its round, to --png, default
+bench/out/metrics_overhead-<timestamp>.png.
 
 Needs wrk (apt-get install wrk). The machine's other load moves all figures:
 compare the two sides of one run, not runs of different days.
@@ -29,10 +33,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 from worker_drain import LoopbackStack, cpu_seconds, free_port, scrape, stop  # noqa: E402  (same folder)
 
 # Half /health (no I/O: the fixed cost per request, where instrumentation
@@ -47,9 +53,10 @@ request = function()
 end
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('RESULT {"requests": %%d, "us": %%d, "errors": %%d, "p50_ms": %%.2f, "p99_ms": %%.2f}\\n',
+  io.write(string.format('RESULT {"requests": %%d, "us": %%d, "errors": %%d, "p50_ms": %%.2f, "p95_ms": %%.2f, '
+    .. '"p99_ms": %%.2f}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
 
@@ -77,6 +84,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side")
     parser.add_argument("--duration", type=int, default=10, help="seconds per round")
     parser.add_argument("--connections", type=int, default=32)
+    _plot.add_png_option(parser, "metrics_overhead")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench: wrk not found (apt-get install wrk)")
@@ -97,11 +105,19 @@ def main() -> int:
                 wrk(urls[side], script, 3, args.connections)
 
             results = {"on": [], "off": []}
+            t0, timeline, phases = time.monotonic(), [], []  # every measured wrk run, for the picture
             order = [("on", "off") if i % 2 == 0 else ("off", "on") for i in range(args.rounds)]
             for i, pair in enumerate(order, 1):
                 for side in pair:
                     cpu0 = cpu_seconds(apis[side].pid)
+                    started = time.monotonic() - t0
                     r = wrk(urls[side], script, args.duration, args.connections)
+                    ended = time.monotonic() - t0
+                    # the interval is wrk's own measured duration, so its rate is the req/s printed below
+                    timeline.append(_plot.Interval(started, min(ended, started + r["us"] / 1e6), r["requests"],
+                                                   r["errors"], r["p50_ms"] / 1e3, r["p95_ms"] / 1e3,
+                                                   r["p99_ms"] / 1e3))
+                    phases.append(("round %d metrics %s" % (i, side), started, ended))
                     r["cpu_us"] = 1e6 * (cpu_seconds(apis[side].pid) - cpu0) / max(1, r["requests"])
                     results[side].append(r)
                     print("round %d metrics %-3s: %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  API CPU %5.1f us/req  errors %d"
@@ -128,10 +144,14 @@ def main() -> int:
     series = [k for k in counted if k.startswith("recete_http_request_duration_seconds_count{")]
     pattern_ok = any('route="/items/:id"' in k for k in series) and not any('route="/items/1' in k for k in series)
     print("instrumented API: %d request series (%s)" % (len(series), ", ".join(sorted(series))))
-    if errors or not pattern_ok:
+    failed = bool(errors or not pattern_ok)
+    if failed:
         print("FAILED: %d request errors; route pattern label %s" % (errors, "ok" if pattern_ok else "missing"))
-        return 1
-    return 0
+    _plot.write(args, "metrics_overhead", timeline, phases,
+                note="wrk -t2 -c%d, %d s rounds of GET /health + GET /items/:id, metrics on / off alternating "
+                "(one round per phase); metrics cost %.1f %%"
+                % (args.connections, args.duration, 100.0 * (1 - ratio)))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 """How fast one worker process drains a full queue, on loopback.
 
     bench/worker_drain.py [--jobs 20000] [--concurrency 1,5,20] [--no-durable] [--baseline DIR]
+                          [--png PATH | --no-png]
 
 Starts the test stack of examples/app (scripts/bench-stack.mjs: PostgreSQL
 behind PgBouncer in transaction mode, Redis behind Sentinel, random loopback
@@ -19,7 +20,10 @@ The machine's cores bound the sum: what saturates first is the bottleneck.
 bench/worker_throughput.py measures the deployed lab through the load
 balancer instead (bounded by its enqueue rate). Target: >= 100 jobs/s per
 worker; this bench looks for the ceiling. Figures only, no timing asserts;
-exit 1 if a job is missing in Postgres or failed.
+exit 1 if a job is missing in Postgres or failed. Draws the run as a
+timeline (bench/_plot.py): one interval per concurrency (jobs/s from the
+first to the last result, failed jobs/s) in one shaded phase (filling the
+queue, then the drain), to --png, default bench/out/worker_drain-<timestamp>.png.
 
 --baseline DIR also runs the worker of another copy of the app (an older
 checkout's examples/app with its node_modules, from the version that added
@@ -46,6 +50,9 @@ try:
     import psycopg
 except ImportError:  # pragma: no cover - the controller venv has it (requirements.txt)
     sys.exit("bench: psycopg 3 is needed (pip install 'psycopg[binary]')")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _plot  # noqa: E402  (bench/ helper: the timeline picture)
 
 APP_DIR = Path(__file__).resolve().parent.parent / "examples" / "app"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -156,6 +163,7 @@ def scrape(url: str) -> dict:
 
 def drain(stack: LoopbackStack, jobs: int, concurrency: int, app_dir: Path = APP_DIR) -> dict:
     queue = "drain-bench"
+    t_fill = time.time()
     with stack.db() as db:
         db.execute("TRUNCATE job_results")
     fill = subprocess.run(["node", "scripts/fill-queue.mjs"], cwd=APP_DIR, capture_output=True, text=True,
@@ -180,7 +188,8 @@ def drain(stack: LoopbackStack, jobs: int, concurrency: int, app_dir: Path = APP
             if m.get(key_done, 0) + m.get(key_failed, 0) >= jobs or time.time() > deadline:
                 break
             time.sleep(0.25)
-        wall = time.time() - wall0
+        t_end = time.time()
+        wall = t_end - wall0
         cpu1 = cpu_snapshot(stack, worker.pid)
     finally:
         stop(worker)
@@ -198,6 +207,9 @@ def drain(stack: LoopbackStack, jobs: int, concurrency: int, app_dir: Path = APP
         "concurrency": concurrency, "filled": filled, "completed": int(m.get(key_done, 0)),
         "failed": int(m.get(key_failed, 0)), "rows": count, "rate": (count - 1) / span if span else float("nan"),
         "wall": wall, "startup": wall0 - t_start,
+        # epoch seconds, for the timeline: the fill began, the drain ended, the first and last result
+        "t_fill": t_fill, "t_end": t_end,
+        "t_first": float(first) if count else float("nan"), "t_last": float(last) if count else float("nan"),
         "jobs_per_query": m.get(j % ("count", queue), 0) / queries if queries else float("nan"),
         "query_ms": 1000 * m.get(q % "sum", 0) / queries if queries else float("nan"),
         "job_ms": 1000 * m.get(j % ("sum", queue), 0) / max(1, m.get(j % ("count", queue), 0)),
@@ -230,14 +242,18 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,5,20", help="comma-separated WORKER_CONCURRENCY values")
     parser.add_argument("--no-durable", action="store_true", help="Postgres without fsync/synchronous_commit (as the tests)")
     parser.add_argument("--baseline", type=Path, help="another copy of examples/app to compare with, side by side")
+    _plot.add_png_option(parser, "worker_drain")
     args = parser.parse_args()
     apps = [("this", APP_DIR)] + ([("base", args.baseline.resolve())] if args.baseline else [])
     results = []
+    series = {label: [] for label, _ in apps}  # one Interval per drain, for the picture
+    phases = []
     with LoopbackStack(durable=not args.no_durable) as stack:
         # Unreported warm-up of each app: a fresh Postgres, Redis and page
         # cache would otherwise slow down whichever drain comes first.
         for _, app_dir in apps:
             drain(stack, min(args.jobs, 2000), 5, app_dir)
+        t0 = time.time()  # the picture's time origin: the first reported fill
         for i, c in enumerate(int(x) for x in args.concurrency.split(",")):
             # Alternate which one goes first, so that a drift of the
             # machine's load does not always favour the same side.
@@ -245,12 +261,23 @@ def main() -> int:
                 r = drain(stack, args.jobs, c, app_dir)
                 results.append(r)
                 report(label if args.baseline else "", r)
+                # jobs/s between the first and the last result, as printed; the whole drain if fewer than 2
+                start, end = ((r["t_first"], r["t_last"]) if r["rows"] > 1 and r["t_last"] > r["t_first"]
+                              else (r["t_end"] - r["wall"], r["t_end"]))
+                nan = float("nan")
+                series[label].append(_plot.Interval(start - t0, end - t0, r["rows"], r["failed"], nan, nan, nan))
+                phases.append(("concurrency %d%s" % (c, " " + label if args.baseline else ""),
+                               r["t_fill"] - t0, r["t_end"] - t0))
     print("Postgres: %s; one worker process, PG_POOL_SIZE 10, results via PgBouncer (transaction mode)"
           % ("fsync + synchronous_commit off" if args.no_durable else "fsync + synchronous_commit on (production)"))
     print("target: >= 100 jobs/s per worker (contract); goal of this bench: >= 2000 jobs/s per worker process")
     bad = [r for r in results if r["rows"] < args.jobs or r["failed"]]
     for r in bad:
         print("concurrency %d: only %d of %d results in Postgres, %d failed" % (r["concurrency"], r["rows"], args.jobs, r["failed"]))
+    _plot.write(args, "worker_drain", series if args.baseline else series["this"], phases, rate_label="jobs/s",
+                note="%d sum jobs per concurrency, one worker process, Postgres %s; each phase fills the queue, then "
+                "drains it (jobs/s from the first to the last result)"
+                % (args.jobs, "not durable" if args.no_durable else "durable"))
     return 1 if bad else 0
 
 
