@@ -17,7 +17,9 @@ class Prometheus:
     def _get(self, url, timeout=10):
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             body = json.load(resp)
-        if body.get("status", "success") != "success":
+        # Prometheus wraps its answers in {"status", "data"}; Alertmanager's v2
+        # API answers with the bare list.
+        if isinstance(body, dict) and body.get("status", "success") != "success":
             raise AssertionError("%s: %s" % (url, body))
         return body
 
