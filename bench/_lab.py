@@ -188,7 +188,8 @@ class Lab:
         """
         argv = [tool("ansible-playbook"), "-i", self.path, playbook]
         for key, value in (extra_vars or {}).items():
-            argv += ["-e", "%s=%s" % (key, value)]
+            # Lists and mappings as JSON (k=v would make them strings); scalars as typed on a command line.
+            argv += ["-e", json.dumps({key: value}) if isinstance(value, (list, dict, bool)) else "%s=%s" % (key, value)]
         argv += list(args)
         env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_FORCE_COLOR="0")
         # The output goes to a file as it comes (tail -f it during a long run), then is read back.
@@ -245,11 +246,16 @@ class OpenLoop:
     JOB_CONSTANT = 1000003  # a sum job adds it to its sequence number
 
     def __init__(self, address, rate, port=80, job_share=0.0, connections=32, timeout=10.0,
-                 max_seconds=3600.0, tag=None):
+                 max_seconds=3600.0, tag=None, score_events=0, job_sleep_ms=0):
         if rate <= 0:
             raise LabError("the rate must be positive")
         self.address, self.port, self.rate = address, port, float(rate)
         self.job_share, self.timeout, self.max_seconds = job_share, timeout, max_seconds
+        # score_events > 0: every request that is not a job is GET /score/:id?events=N
+        # (CPU-bound, no database; examples/app/src/score.js) - the load of the autoscaling bench.
+        self.score_events = int(score_events)
+        # job_sleep_ms > 0: each sum job also sleeps that long in the worker (a slow job: queue latency grows).
+        self.job_sleep_ms = int(job_sleep_ms)
         self.tag = tag or "bench-%d" % int(time.time())
         self.t0 = None         # monotonic start of the schedule (set by start())
         self.marks = []        # [(phase, t)] each phase change, t as Result.at
@@ -296,16 +302,22 @@ class OpenLoop:
     def _kind(self, seq):
         if self.job_share > 0 and int((seq + 1) * self.job_share) > int(seq * self.job_share):
             return "job"
+        if self.score_events > 0:
+            return "score"
         # the others alternate, counted without the jobs before them
         return "get" if (seq - int(seq * self.job_share)) % 2 == 0 else "post"
 
     def _send(self, conn, kind, seq):
+        if kind == "score":
+            return self._request(conn, "GET", "/score/%d?events=%d" % (seq % 100000 + 1, self.score_events))
         if kind == "get":
             return self._request(conn, "GET", "/items/%s" % self.item_id)
         if kind == "post":
             return self._request(conn, "POST", "/items", {"name": "bench", "payload": {"seq": seq, "run": self.tag}})
-        return self._request(conn, "POST", "/jobs", {"type": "sum", "data": {"values": [seq, self.JOB_CONSTANT],
-                                                                              "run": self.tag}})
+        job = {"type": "sum", "data": {"values": [seq, self.JOB_CONSTANT], "run": self.tag}}
+        if self.job_sleep_ms:
+            job["sleep_ms"] = self.job_sleep_ms
+        return self._request(conn, "POST", "/jobs", job)
 
     def start(self, ready_timeout=20.0):
         """Create the item the GETs read (and wait until the read pool sees it), then start the schedule."""
@@ -329,9 +341,17 @@ class OpenLoop:
         self._scheduler.start()
 
     def _schedule(self):
+        """One request every 1/rate s; `rate` may be changed while it runs (a ramp), the schedule stays continuous.
+
+        Due times are counted from the last rate change (base + n / rate), not summed step by
+        step, so a constant rate gives exactly rate requests per second (no floating drift).
+        """
         t0, seq = self.t0, 0
+        rate, base, base_seq = self.rate, self.t0, 0
         while not self._stop.is_set():
-            due = t0 + seq / self.rate
+            if self.rate != rate:   # a new rate from the next request on
+                base, base_seq, rate = base + (seq - base_seq) / rate, seq, self.rate
+            due = base + (seq - base_seq) / rate
             if due - t0 > self.max_seconds:
                 break
             delay = due - time.monotonic()

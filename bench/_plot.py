@@ -173,7 +173,7 @@ def _pyplot():
 
 
 def timeline(path, bench, rows, phases=(), events=(), note=None, rate_label="requests/s",
-             error_label="errors/s"):
+             error_label="errors/s", gauges=None):
     """Draw rows and phases [(name, start, end)] to a PNG at `path`; returns the path or None.
 
     rows: a list of Intervals, or {label: Intervals} to draw several series
@@ -182,13 +182,20 @@ def timeline(path, bench, rows, phases=(), events=(), note=None, rate_label="req
     reload), named when there are few. Latency is in ms, per interval (steps),
     on a log axis; an interval with nothing answered leaves a gap. `note` is
     one more line under the title (the command's parameters, say).
+    gauges: [(label, [(t, value)], "left" | "right")] drawn in a third panel
+    (a CPU share on the left axis, instance counts on the right, say).
     """
     plt = _pyplot()
     if plt is None:
         return None
     series = dict(rows) if isinstance(rows, dict) else {"": list(rows)}
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6.5),
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    if gauges:
+        fig, (top, bottom, third) = plt.subplots(3, 1, sharex=True, figsize=(11, 8.5),
+                                                 gridspec_kw={"height_ratios": [3, 2, 2]})
+        _draw_gauges(third, gauges)
+    else:
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 6.5),
+                                          gridspec_kw={"height_ratios": [3, 2]})
     # errors on their own axis (right): a few failed requests must show next to hundreds per second
     errors_axis = bottom.twinx()
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan")
@@ -230,7 +237,7 @@ def timeline(path, bench, rows, phases=(), events=(), note=None, rate_label="req
     errors_axis.set_ylabel(error_label + " (right axis)", color="tab:red")
     top_errors = errors_axis.get_ylim()[1]
     errors_axis.set_ylim(0, max(1.0, top_errors if not math.isnan(top_errors) else 1.0))
-    bottom.set_xlabel("seconds from the start of the load")
+    (third if gauges else bottom).set_xlabel("seconds from the start of the load")
     bottom.set_ylim(bottom=0)
     bottom.grid(True, alpha=0.3)
 
@@ -267,6 +274,27 @@ def timeline(path, bench, rows, phases=(), events=(), note=None, rate_label="req
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _draw_gauges(axis, gauges):
+    """Sampled values as lines: left-axis series and right-axis series (twin axis)."""
+    right = axis.twinx()
+    colours = ("tab:purple", "tab:blue", "tab:olive", "tab:cyan", "tab:pink")
+    handles = []
+    for n, (label, points, side) in enumerate(gauges):
+        if not points:
+            continue
+        target = right if side == "right" else axis
+        line, = target.step([t for t, _ in points], [v for _, v in points], where="post",
+                            color=colours[n % len(colours)], label=label)
+        handles.append(line)
+    axis.set_ylim(bottom=0)
+    right.set_ylim(bottom=0)
+    axis.grid(True, alpha=0.3)
+    axis.set_ylabel(" / ".join(g[0] for g in gauges if g[2] != "right"))
+    right.set_ylabel(" / ".join(g[0] for g in gauges if g[2] == "right") + " (right axis)")
+    if handles:
+        axis.legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
 
 
 def write(args, bench, rows, phases=(), events=(), note=None, **labels):

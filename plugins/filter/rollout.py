@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.recete.stack.plugins.module_utils._placement import PlanError
+from ansible_collections.recete.stack.plugins.module_utils._placement import PlanError, resource_limit
 from ansible_collections.recete.stack.plugins.module_utils._rollout import count_problems, host_lines, plan_tier_rollout
 
 
@@ -42,9 +42,17 @@ def rollout_count_problems(specs, groups):
     return count_problems(list(specs or []), dict(groups or {}))
 
 
+def per_host_limit(hosts, per_core, instance_mb):
+    """The instance limit of a tier's hosts from their cores and memory (the smallest host sets it)."""
+    try:
+        return resource_limit(dict(hosts or {}), int(per_core), int(instance_mb))[0]
+    except PlanError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
 class FilterModule(object):
     """recete.stack rolling-change filters."""
 
     def filters(self):
         return {"rollout_plan": rollout_plan, "rollout_host_lines": rollout_host_lines, "rollout_batch_line": rollout_batch_line,
-                "count_problems": rollout_count_problems}
+                "count_problems": rollout_count_problems, "per_host_limit": per_host_limit}

@@ -75,6 +75,27 @@ def interleave(pairs, hosts):
     return ordered
 
 
+def resource_limit(hosts, per_core, instance_mb, reserve=0.2):
+    """The per-host instance limit the smallest host allows: min over hosts of
+    min(cores x per_core, memory x (1 - reserve) / instance_mb), at least 1.
+
+    hosts: {name: facts}, facts with "processor_vcpus" (or "vcpus") and "memtotal_mb" (Ansible's names). One limit for the tier
+    (the planner spreads instances evenly), so the smallest host sets it.
+    Returns (limit, {host: its own limit}).
+    """
+    if not hosts:
+        raise PlanError("no hosts to derive a per-host limit from")
+    own = {}
+    for name, facts in sorted(hosts.items()):
+        try:
+            cores = int(facts.get("processor_vcpus", facts.get("vcpus")))
+            memory = int(facts["memtotal_mb"])
+        except (KeyError, TypeError, ValueError):
+            raise PlanError("host %s: no cores/memory facts to derive its instance limit from" % name)
+        own[name] = max(1, min(cores * int(per_core), int(memory * (1 - reserve)) // int(instance_mb)))
+    return min(own.values()), own
+
+
 def check_capacity(name, total, hosts, per_host_limit):
     """Refuse more instances than the hosts have slots for."""
     capacity = len(hosts) * per_host_limit

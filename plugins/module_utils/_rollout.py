@@ -71,7 +71,8 @@ def count_problems(specs, groups):
             hosts = list(groups.get(spec["group"], []))
             if count and not hosts:
                 raise PlanError("%s=%d needs hosts in group '%s'; the inventory has none" % (spec["name"], count, spec["group"]))
-            check_capacity(spec["name"], count, hosts, int(spec["limit"]))
+            if str(spec.get("limit")) != "auto":  # "auto" needs the hosts' facts: checked when planning
+                check_capacity(spec["name"], count, hosts, int(spec["limit"]))
         except PlanError as exc:
             problems.append(str(exc))
     return problems

@@ -128,6 +128,17 @@ def test_timeline_writes_a_png(tmp_path, capsys):
     assert not (tmp_path / "no.png").exists()
 
 
+def test_timeline_with_a_gauges_panel(tmp_path):
+    """The autoscaling bench's third panel: CPU on the left axis, instance counts on the right."""
+    pytest.importorskip("matplotlib")
+    rows = _plot.samples_to_rows([(i / 10.0, 0.01, True) for i in range(100)])
+    gauges = [("CPU", [(t, 0.3 + t / 20.0) for t in range(10)], "left"),
+              ("instances", [(t, 2 + (t > 5)) for t in range(10)], "right")]
+    path = _plot.timeline(str(tmp_path / "g.png"), "gauges", rows, [("ramp", 0, 10)], gauges=gauges)
+    with open(path, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_no_matplotlib_prints_why(monkeypatch, tmp_path, capsys):
     # matplotlib missing (None in sys.modules makes the import fail): the figures stay, no picture
     monkeypatch.setitem(sys.modules, "matplotlib", None)

@@ -2,6 +2,9 @@
 
   tools/lab image [--release bookworm|trixie|all]   build or reuse the cached image
   tools/lab up [--name demo] [--topology default] [--inventory PATH]
+  tools/lab add --machine HOST [--machine HOST]... --groups GROUP[,GROUP]... [--var KEY=VALUE]...
+                [--release bookworm|trixie] [--name demo]
+  tools/lab remove --machine HOST [--machine HOST]... [--name demo]
   tools/lab down [--name demo]
   tools/lab list
   tools/lab ssh HOST [--name demo] [-- CMD...]
@@ -16,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import down, image, report, up
+from . import down, image, members, report, up
 from .names import RELEASES
 from .util import LabError, require_root
 
@@ -52,13 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="create (or check) a lab and write its inventory",
                        description="Boot every machine of a topology on a private bridge "
                                    "with NAT and write the Ansible inventory. On a running "
-                                   "lab: restart dead machines, rewrite the inventory.")
+                                   "lab: restart dead machines, re-create topology machines "
+                                   "taken out by 'remove', keep those added by 'add', "
+                                   "rewrite the inventories.")
     p.add_argument("--name", default="demo", help="lab name, ^[a-z][a-z0-9]{0,7}$ (default: demo)")
     p.add_argument("--topology", default="default",
                    help="name in lab/topologies/ or path to a .yml (default: default)")
     p.add_argument("--inventory", metavar="PATH",
                    help="also write the inventory here (removed again by down)")
     p.set_defaults(func=lambda a: up.up(a.name, a.topology, a.inventory))
+
+    p = sub.add_parser(
+        "add", help="add machines to a running lab and to its inventories",
+        description="Boot new machines in a running lab, on the lowest free addresses of its "
+                    "subnet, in the given inventory groups, and rewrite every inventory the lab "
+                    "writes. The new machines' /etc/hosts lists every machine; the running "
+                    "machines' /etc/hosts gets the new ones. 'up' keeps added machines.")
+    p.add_argument("--name", default="demo", help="lab name (default: demo)")
+    p.add_argument("--machine", action="append", required=True, metavar="HOST",
+                   help="new machine, ^[a-z][a-z0-9]{0,11}$ (repeatable: all get the same groups)")
+    p.add_argument("--groups", action="append", required=True, metavar="GROUP[,GROUP]",
+                   help="inventory group(s) of the new machines (repeatable)")
+    p.add_argument("--var", action="append", metavar="KEY=VALUE",
+                   help="host variable in the inventory, a string (repeatable)")
+    p.add_argument("--release", choices=RELEASES,
+                   help="Debian release (default: the one most of the lab's machines run, "
+                        "the older on a tie)")
+    p.set_defaults(func=lambda a: members.add(a.name, a.machine, a.groups, a.var, a.release))
+
+    p = sub.add_parser(
+        "remove", help="stop machines of a running lab and take them out of its inventories",
+        description="Stop machines of a running lab, delete their files and rewrite every "
+                    "inventory the lab writes and the other machines' /etc/hosts. Any machine "
+                    "may go, one from the topology too ('up' re-creates those).")
+    p.add_argument("--name", default="demo", help="lab name (default: demo)")
+    p.add_argument("--machine", action="append", required=True, metavar="HOST",
+                   help="machine to remove (repeatable)")
+    p.set_defaults(func=lambda a: members.remove(a.name, a.machine))
 
     p = sub.add_parser("down", help="remove everything a lab made (safe to repeat)")
     p.add_argument("--name", default="demo")

@@ -29,18 +29,7 @@ def down(name: str) -> int:
         st = state.load(name) or {"name": name, "machines": []}
         directory = lab_dir(name)
 
-        running = procs.nspawn_under(directory)
-        if running:
-            killed = procs.stop(running)
-            done.append(f"stopped {len(running)} machine(s)"
-                        + (f" ({len(killed)} killed after timeout)" if killed else ""))
-
-        for machine in _machine_names(st, name):
-            cgroups.remove(machine)
-
-        unmounted = mounts.unmount_all_under(directory)
-        if unmounted:
-            done.append(f"unmounted {len(unmounted)}")
+        done += stop_under(directory, _machine_names(st, name))
 
         removed = network.delete_nat(name)
         if removed:
@@ -74,6 +63,25 @@ def down(name: str) -> int:
     else:
         print(f"lab {name}: nothing to remove")
     return 0
+
+
+def stop_under(directory: Path, machine_names) -> list[str]:
+    """Stop every machine whose root lies under DIRECTORY (found in /proc, not
+    trusted from state.json), remove the cgroups of MACHINE_NAMES and unmount
+    everything under DIRECTORY. Used for a whole lab by `down` and for one
+    machine's directory by `remove`; returns what was done, for the report."""
+    done = []
+    running = procs.nspawn_under(directory)
+    if running:
+        killed = procs.stop(running)
+        done.append(f"stopped {len(running)} machine(s)"
+                    + (f" ({len(killed)} killed after timeout)" if killed else ""))
+    for machine in machine_names:
+        cgroups.remove(machine)
+    unmounted = mounts.unmount_all_under(directory)
+    if unmounted:
+        done.append(f"unmounted {len(unmounted)}")
+    return done
 
 
 def _machine_names(st: dict, name: str) -> set[str]:

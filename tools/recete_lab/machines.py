@@ -49,12 +49,31 @@ def render_resolv(dns: list[str]) -> str:
     return "".join(f"nameserver {d}\n" for d in dns)
 
 
+HOSTS_MARKER = "# machines of this lab (tools/lab)"
+
+
 def render_hosts(entries: list[tuple[str, str]]) -> str:
     """/etc/hosts with localhost and every machine of the lab by name."""
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             "# machines of this lab (tools/lab)"]
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", HOSTS_MARKER]
     lines += [f"{address}\t{host}" for host, address in entries]
     return "\n".join(lines) + "\n"
+
+
+def update_hosts(text: str, entries: list[tuple[str, str]], lab_hosts: set[str]) -> str | None:
+    """TEXT (an /etc/hosts render_hosts wrote) with the lab's block replaced by ENTRIES.
+
+    Lines after the marker naming one of LAB_HOSTS (machines the lab has or
+    had) are the lab's and are replaced; any other line is kept where it is.
+    None if the marker is gone: the file is no longer ours to rewrite.
+    """
+    lines = text.splitlines()
+    if HOSTS_MARKER not in lines:
+        return None
+    cut = lines.index(HOSTS_MARKER) + 1
+    others = [line for line in lines[cut:]
+              if not (len(line.split()) == 2 and line.split()[1] in lab_hosts)]
+    block = [f"{address}\t{host}" for host, address in entries]
+    return "\n".join([*lines[:cut], *block, *others]) + "\n"
 
 
 def nspawn_argv(rootfs: str, machine: str, host: str, bridge: str) -> list[str]:
@@ -120,6 +139,33 @@ def prepare(m: dict, image: str, bridge_gateway: str, subnet: str, dns: list[str
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     os.chown(ssh_dir, uid, gid)
     _write(rootfs, f"{home.lstrip('/')}/.ssh/authorized_keys", public_key, 0o600, uid, gid)
+
+
+def refresh_hosts(m: dict, entries: list[tuple[str, str]], lab_hosts: set[str]) -> bool:
+    """Rewrite the lab's block of M's /etc/hosts while it runs; False if left alone
+    (root not mounted: `up` writes the whole file when it restarts the machine)."""
+    rootfs = Path(m["rootfs"])
+    if not mounts.is_mounted(rootfs):
+        return False
+    try:
+        text = (rootfs / "etc/hosts").read_text()
+    except OSError:
+        return False
+    new = update_hosts(text, entries, lab_hosts)
+    if new is None:
+        return False
+    if new != text:
+        _write(rootfs, "etc/hosts", new, 0o644)
+    return True
+
+
+def refresh_lab_hosts(st: dict, targets: list[dict], gone=()) -> int:
+    """Give TARGETS (running machines of the lab ST) the lab's current list of
+    machines in /etc/hosts, dropping GONE (names of machines just removed).
+    Returns on how many the block was rewritten."""
+    entries = [(m["name"], m["address"]) for m in st["machines"]]
+    lab_hosts = {m["name"] for m in st["machines"]} | set(gone)
+    return sum(refresh_hosts(m, entries, lab_hosts) for m in targets)
 
 
 def launch(m: dict, bridge: str) -> int:

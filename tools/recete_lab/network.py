@@ -40,6 +40,25 @@ def machine_address(subnet: str, index: int) -> str:
     return str(address)
 
 
+def free_addresses(subnet: str, taken, count: int) -> list[str]:
+    """The COUNT lowest machine addresses of SUBNET not in TAKEN (addresses of
+    machines that still exist): a machine added after others were removed
+    fills the first gap."""
+    used = set(taken)
+    net = ipaddress.ip_network(subnet)
+    found = []
+    index = 0
+    while len(found) < count:
+        if net[FIRST_HOST + index] >= net.broadcast_address:
+            raise LabError(f"no free address left in {subnet} for {count} more machine(s) "
+                           f"({len(used)} in use, at most {net.num_addresses - FIRST_HOST - 1})")
+        address = machine_address(subnet, index)
+        if address not in used:
+            found.append(address)
+        index += 1
+    return found
+
+
 def route_destinations(ip_json: str) -> list[str]:
     """Destination networks of `ip -j route` output (skips 'default')."""
     found = []

@@ -28,7 +28,8 @@ def list_labs() -> int:
         for m in st["machines"]:
             status = "running" if m in up else "stopped"
             groups = ",".join([*m["groups"], f"lab_{m['release']}"])
-            print(f"  {m['name']:<{width}}  {m['address']:<13}  {status:<7}  {groups}")
+            print(f"  {m['name']:<{width}}  {m['address']:<13}  {status:<7}  {groups}"
+                  + ("  (added)" if m.get("added") else ""))
     return 0
 
 

@@ -3,7 +3,8 @@
 state.json is written before the first change on the host and updated as
 `up` goes, so `down` can undo a half-created lab. Layout of a lab directory:
 
-    state.json             topology, subnet, bridge, machines (pid, address, paths)
+    state.json             topology, subnet, bridge, machines (pid, address, paths;
+                           "added": true on those `tools/lab add` put in)
     ssh/id_ed25519         the lab's login key (0600)
     inventory.yml          Ansible inventory
     machines/<host>/{upper,work,rootfs}   overlay layers and mount point
@@ -15,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from .names import LAB_NAME
+from .names import LAB_NAME, machine_name
 from .paths import lab_dir, state_root
 from .util import file_lock
 
@@ -66,6 +67,20 @@ def machine_paths(name: str, host: str) -> dict[str, str]:
     m = base / "machines" / host
     return {"upper": str(m / "upper"), "work": str(m / "work"),
             "rootfs": str(m / "rootfs"), "log": str(base / "logs" / f"{host}.log")}
+
+
+def machine_entry(name: str, host: str, groups, release: str, host_vars: dict, address: str,
+                  image: str, added: bool = False) -> dict:
+    """The state record of machine HOST of lab NAME (not yet booted: no PID).
+
+    ADDED marks a machine that `tools/lab add` put in the lab beside its topology.
+    """
+    entry = {"name": host, "groups": list(groups), "release": release, "vars": dict(host_vars),
+             "address": address, "image": image, "machine": machine_name(name, host), "pid": None,
+             **machine_paths(name, host)}
+    if added:
+        entry["added"] = True
+    return entry
 
 
 def key_path(name: str) -> Path:

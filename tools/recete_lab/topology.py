@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .names import GROUP_NAME, HOST_NAME, RELEASES, RESERVED_GROUPS
+from .names import RELEASES, check_group_name, check_host_name
 from .paths import TOPOLOGY_DIR
 from .util import LabError
 
@@ -153,17 +153,16 @@ def _parse_machine(item, where: str, default_release: str) -> Machine:
     if unknown:
         raise LabError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
                        f"(allowed: {', '.join(sorted(MACHINE_KEYS))})")
-    if not isinstance(name, str) or not HOST_NAME.match(name):
-        raise LabError(f"{where}: invalid machine name {name!r}: 1-12 characters, a lowercase "
-                       "letter then lowercase letters or digits")
+    reason = check_host_name(name)
+    if reason:
+        raise LabError(f"{where}: {reason}")
     groups = item.get("groups", [])
     if not isinstance(groups, list):
         raise LabError(f"{where}: groups must be a list")
     for group in groups:
-        if not isinstance(group, str) or not GROUP_NAME.match(group) \
-                or group in RESERVED_GROUPS or group.startswith("lab_"):
-            raise LabError(f"{where}: invalid group name {group!r} (lowercase identifier; "
-                           "not all/ungrouped/lab_*)")
+        reason = check_group_name(group)
+        if reason:
+            raise LabError(f"{where}: {reason}")
     release = item.get("release", default_release)
     _check_release(release, where)
     host_vars = item.get("vars", {}) or {}

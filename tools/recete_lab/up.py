@@ -3,7 +3,8 @@
 Everything is checked before the first change. The state file is written
 before the bridge, mounts or machines exist, so `down` can always undo a
 half-finished `up`. On a lab that already runs, `up` only restarts machines
-that died and rewrites the inventory.
+that died, re-creates topology machines taken out with `tools/lab remove`,
+keeps machines added with `tools/lab add`, and rewrites the inventories.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import hostsysctl, image, inventory, machines, network, procs, state, topology
-from .names import bridge_name, check_lab_name, machine_name
+from .names import bridge_name, check_lab_name
 from .paths import lab_dir
 from .util import LabError, Stopwatch, require_program, require_root, run
 
@@ -38,26 +39,32 @@ def up(name: str, topology_arg: str, extra_inventory: str | None) -> int:
     existing = state.load(name)
     _check_existing(name, topo, existing)
     network.check_bridge_free(existing["bridge"] if existing else bridge_name(name), name)
+    # Machines added with --release may use a release the topology does not.
+    in_lab = {m["release"] for m in (existing or {}).get("machines", [])}
+    images = ensure_images({*topo.releases, *in_lab}, existing)
+    if existing:
+        st = _reconcile(existing, images, topo)
+    else:
+        st = _create(name, topo, images)
+    print(f"inventory: {' and '.join(write_inventories(st, inv_path))}")
+    print(f"lab {name} up in {total.seconds():.1f} s", flush=True)
+    return 0
+
+
+def ensure_images(releases, existing: dict | None) -> dict[str, Path]:
+    """The image of each of RELEASES, by release: the one the lab's machines use,
+    else the cached one, built if missing. Prints one line per release."""
     images = _images_in_use(existing)
-    needed = [r for r in topo.releases if r not in images]
+    needed = [r for r in releases if r not in images]
     if any(not image.cached(r) for r in needed):
         require_program("mmdebstrap", "apt-get install mmdebstrap")
-
-    for release in topo.releases:
+    for release in sorted(releases):
         if release in images:
             print(f"image {release}: cached ({images[release].name.split('-', 1)[1]})")
         else:
             images[release], report = image.ensure(release)
             print(report, flush=True)
-
-    if existing:
-        st = _reconcile(existing, images)
-    else:
-        st = _create(name, topo, images)
-    _write_inventories(st, inv_path)
-    print(f"inventory: {state.inventory_path(name)}" + (f" and {inv_path}" if inv_path else ""))
-    print(f"lab {name} up in {total.seconds():.1f} s", flush=True)
-    return 0
+    return images
 
 
 def _images_in_use(existing: dict | None) -> dict[str, Path]:
@@ -117,11 +124,9 @@ def _create(name: str, topo, images: dict) -> dict:
             "topology_digest": topo.digest, "subnet": subnet, "bridge": bridge_name(name),
             "gateway": network.gateway(subnet), "status": "creating",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inventories": [],
-            "machines": [{
-                "name": m.name, "groups": list(m.groups), "release": m.release, "vars": m.vars,
-                "address": network.machine_address(subnet, i), "image": str(images[m.release]),
-                "machine": machine_name(name, m.name), "pid": None,
-                **state.machine_paths(name, m.name)}
+            "machines": [
+                state.machine_entry(name, m.name, m.groups, m.release, m.vars,
+                                    network.machine_address(subnet, i), str(images[m.release]))
                 for i, m in enumerate(topo.machines)],
         }
         state.save(st)  # from here on, `down` knows what to undo
@@ -133,9 +138,15 @@ def _create(name: str, topo, images: dict) -> dict:
     return st
 
 
-def _reconcile(st: dict, images: dict) -> dict:
-    """Lab exists: restart machines that are not running, leave the others alone."""
+def _reconcile(st: dict, images: dict, topo) -> dict:
+    """Lab exists: restart machines that are not running, leave the others alone.
+
+    Machines added with `tools/lab add` are part of the lab like the others;
+    topology machines taken out with `tools/lab remove` come back, each on
+    the lowest free address.
+    """
     dead = [m for m in st["machines"] if not procs.is_machine(m.get("pid"), m["rootfs"])]
+    missing = [m for m in topo.machines if m.name not in {x["name"] for x in st["machines"]}]
     # A machine found by /proc scan (pid lost in a crash) counts as running.
     running = procs.nspawn_under(lab_dir(st["name"]))
     for m in list(dead):
@@ -150,16 +161,27 @@ def _reconcile(st: dict, images: dict) -> dict:
     for m in dead:
         if not Path(m["image"]).is_dir():  # its image is gone: the current one will do
             m["image"] = str(images[m["release"]])
-    if dead:
-        _boot(st, dead)
+    addresses = network.free_addresses(st["subnet"], [m["address"] for m in st["machines"]],
+                                       len(missing))
+    back = [state.machine_entry(st["name"], m.name, m.groups, m.release, m.vars, address,
+                                str(images[m.release])) for m, address in zip(missing, addresses)]
+    others = [m for m in st["machines"] if m not in dead]  # running, booted before
+    st["machines"] += back
+    if dead or back:
+        state.save(st)  # before booting: `down` must know the re-created machines
+        _boot(st, dead + back)
+    if back:  # restarted machines got the whole list already
+        updated = machines.refresh_lab_hosts(st, others)
+        print(f"/etc/hosts: updated on {updated} of {len(others)} other machine(s)", flush=True)
     if st.get("status") != "up":
         # The `up` that created the lab was interrupted: the machines it left
         # running may still be booting, so wait for them as well.
-        others = [m for m in st["machines"] if m not in dead]
         machines.wait_ready(others, str(state.key_path(st["name"])), time.monotonic())
     st["status"] = "up"
     state.save(st)
-    print(f"machines running: {len(st['machines'])} ({len(dead)} restarted)", flush=True)
+    print(f"machines running: {len(st['machines'])} ({len(dead)} restarted"
+          + (f", re-created: {', '.join(m['name'] for m in back)}" if back else "") + ")",
+          flush=True)
     return st
 
 
@@ -196,11 +218,24 @@ def _boot(st: dict, to_boot: list[dict]) -> None:
     print(f"ssh ready: {len(to_boot)} in {ready:.1f} s", flush=True)
 
 
-def _write_inventories(st: dict, extra: Path | None) -> None:
-    text = inventory.render(st, str(state.key_path(st["name"])))
-    inventory.write(state.inventory_path(st["name"]), text)
-    if extra:
-        inventory.write(extra, text)
-        if str(extra) not in st["inventories"]:
-            st["inventories"].append(str(extra))
-            state.save(st)
+def write_inventories(st: dict, extra: Path | None = None) -> list[str]:
+    """Write the lab's inventory, EXTRA (recorded for `down`) and every extra
+    inventory recorded before; returns the paths written.
+
+    A recorded file that someone replaced with their own is left alone.
+    """
+    name = st["name"]
+    text = inventory.render(st, str(state.key_path(name)))
+    inventory.write(state.inventory_path(name), text)
+    written = [str(state.inventory_path(name))]
+    if extra and str(extra) not in st["inventories"]:
+        st["inventories"].append(str(extra))
+        state.save(st)
+    for path in map(Path, st["inventories"]):
+        if path == extra or inventory.written_by_lab(path, name) \
+                or (not path.exists() and path.parent.is_dir()):
+            inventory.write(path, text)
+            written.append(str(path))
+        else:
+            print(f"inventory {path}: left alone (no longer written by tools/lab for lab {name})")
+    return written

@@ -5,6 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { Job } from 'bullmq';
 import * as log from './log.js';
 import { httpMetrics, metricsHandler } from './metrics.js';
+import { MAX_EVENTS, retentionScore } from './score.js';
 
 const JOB_TYPES = new Set(['echo', 'sum']);
 // Queue connections wait for a reconnect instead of failing (see redis.js);
@@ -160,6 +161,18 @@ export function createApp({ config, pools, queue, redis, state, metrics = null }
     );
     if (rows.length === 0) return c.json({ error: 'item not found' }, 404);
     return c.json(rows[0]);
+  });
+
+  // CPU-bound, no database: GET /score/42?events=50000 (see score.js).
+  app.get('/score/:customer', (c) => {
+    const customer = c.req.param('customer');
+    if (!ITEM_ID.test(customer)) throw new HttpError(400, 'customer must be a positive integer');
+    const raw = c.req.query('events') ?? '10000';
+    if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) > MAX_EVENTS) {
+      throw new HttpError(400, `events must be a whole number from 0 to ${MAX_EVENTS}`);
+    }
+    const events = Number(raw);
+    return c.json({ customer: Number(customer), events, score: retentionScore(customer, events) });
   });
 
   app.post('/jobs', async (c) => {

@@ -47,6 +47,17 @@ function intVar(env, name, def, min, max, problems) {
   return n;
 }
 
+function numberVar(env, name, def, min, max, problems) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!(n >= min && n <= max)) {
+    problems.push(`${name} must be a number between ${min} and ${max} (got ${JSON.stringify(raw)})`);
+    return def;
+  }
+  return n;
+}
+
 function pgUrlVar(env, name, required, problems) {
   const raw = env[name];
   if (raw === undefined || raw === '') {
@@ -176,6 +187,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     metrics: metricsRaw !== 'off',
     metricsPort,
     metricsHost: env.METRICS_HOST || '127.0.0.1',
+    cpuQuotaCores: numberVar(env, 'CPU_QUOTA_CORES', 1, 0.01, 64, problems),
   };
 
   if (problems.length) throw new ConfigError(problems);

@@ -15,10 +15,19 @@ export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1
 // Jobs may sleep up to 60 s (sleep_ms), so the job histogram reaches further.
 export const JOB_BUCKETS = [...DURATION_BUCKETS, 30, 60];
 
-/** A Registry with prom-client's default process and Node.js metrics. */
-export function createRegistry() {
+/**
+ * A Registry with prom-client's default process and Node.js metrics, and the
+ * CPU budget of this process (cores; systemd's CPUQuota when the unit sets
+ * one): CPU utilisation, the autoscaler's metric, is measured against it.
+ */
+export function createRegistry({ cpuQuotaCores = 1 } = {}) {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
+  new client.Gauge({
+    name: 'recete_cpu_quota_cores',
+    help: 'CPU this process may use, in cores (its unit\'s CPUQuota; 1 without one: Node runs on one core)',
+    registers: [registry],
+  }).set(cpuQuotaCores);
   return registry;
 }
 

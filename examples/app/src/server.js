@@ -13,7 +13,7 @@ const config = loadConfigOrExit(process.env, { role: 'api' });
 log.setLogContext({ component: 'api', instance: config.instance, version: config.version });
 
 // METRICS=off exists to measure what the instrumentation costs (bench/metrics_overhead.py).
-const metrics = config.metrics ? createRegistry() : null;
+const metrics = config.metrics ? createRegistry({ cpuQuotaCores: config.cpuQuotaCores }) : null;
 const pools = createPools(config, { queryHistogram: metrics && dbQueryHistogram(metrics) });
 // Fail fast for the readiness PING: no offline queue, so a PING while
 // disconnected errors at once instead of waiting for the reconnect.

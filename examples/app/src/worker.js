@@ -13,7 +13,7 @@ log.setLogContext({ component: 'worker', instance: config.instance, version: con
 
 // Metrics are served only when METRICS_PORT is set (the role sets it per
 // instance); METRICS=off keeps the listener but answers 404.
-const metrics = config.metrics && config.metricsPort ? createRegistry() : null;
+const metrics = config.metrics && config.metricsPort ? createRegistry({ cpuQuotaCores: config.cpuQuotaCores }) : null;
 const pool = createPool(config.databaseUrl, {
   max: config.pgPoolSize,
   name: 'rw',

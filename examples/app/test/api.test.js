@@ -98,6 +98,29 @@ test('POST /items validation errors give 400 with a message', async () => {
   }
 });
 
+test('GET /score/:customer is deterministic, costs CPU with events, and refuses bad input', async () => {
+  const a = await req(`${api.url}/score/42?events=20000`);
+  assert.equal(a.status, 200, a.text);
+  assert.equal(a.json.customer, 42);
+  assert.equal(a.json.events, 20000);
+  assert.ok(a.json.score > 0 && a.json.score < 1, a.text);
+  const again = await req(`${api.url}/score/42?events=20000`);
+  assert.equal(again.json.score, a.json.score);
+  const other = await req(`${api.url}/score/43?events=20000`);
+  assert.notEqual(other.json.score, a.json.score);
+  assert.equal((await req(`${api.url}/score/42?events=-1`)).status, 400);
+  assert.equal((await req(`${api.url}/score/42?events=3000000`)).status, 400);
+  assert.equal((await req(`${api.url}/score/x`)).status, 400);
+  // CPU in proportion to the history: 100x the events takes clearly longer.
+  const t0 = process.hrtime.bigint();
+  await req(`${api.url}/score/42?events=1000`);
+  const small = Number(process.hrtime.bigint() - t0);
+  const t1 = process.hrtime.bigint();
+  await req(`${api.url}/score/42?events=1000000`);
+  const large = Number(process.hrtime.bigint() - t1);
+  assert.ok(large > small * 3, `1,000,000 events took ${large} ns, 1,000 took ${small} ns`);
+});
+
 test('GET /items/:id: unknown id is 404, non-numeric id is 400', async () => {
   assert.equal((await req(`${api.url}/items/999999999`)).status, 404);
   assert.equal((await req(`${api.url}/items/abc`)).status, 400);

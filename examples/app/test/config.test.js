@@ -113,3 +113,11 @@ test('loadConfig: a bad METRICS or METRICS_PORT is reported by name', () => {
     (err) => /METRICS must be "on" or "off"/.test(err.message) && /METRICS_PORT must be an integer/.test(err.message),
   );
 });
+
+test('loadConfig: CPU_QUOTA_CORES is the CPU budget (1 core by default), refused when not a positive number', () => {
+  assert.equal(loadConfig(VALID).cpuQuotaCores, 1);
+  assert.equal(loadConfig({ ...VALID, CPU_QUOTA_CORES: '0.25' }).cpuQuotaCores, 0.25);
+  for (const bad of ['0', 'x', '-1', '100']) {
+    assert.throws(() => loadConfig({ ...VALID, CPU_QUOTA_CORES: bad }), /CPU_QUOTA_CORES/);
+  }
+});

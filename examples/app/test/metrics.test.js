@@ -52,6 +52,8 @@ test('API: request histogram labelled by route pattern, method and status', asyn
   assert.equal((await req(`${api.url}/health`)).status, 200);
 
   const s = await scrape(`${api.url}/metrics`);
+  // The CPU budget utilisation is measured against: one core without CPU_QUOTA_CORES.
+  assert.equal(value(s, 'recete_cpu_quota_cores', {}), 1);
   // Two different ids, one series: the pattern, never the raw path.
   assert.equal(value(s, `${H}_count`, { method: 'GET', route: '/items/:id', status: '200' }), 2);
   assert.equal(value(s, `${H}_count`, { method: 'GET', route: '/items/:id', status: '404' }), 1);

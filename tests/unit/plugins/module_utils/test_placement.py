@@ -57,3 +57,21 @@ def test_connection_budget():
     assert p.check_connection_budget([("api", 5, 10), ("worker", 4, 5)], 1000) == 70
     with pytest.raises(p.PlanError, match=r"api 50 x pool 10 \+ worker 10 x pool 10 = 600 .* max_client_conn 500"):
         p.check_connection_budget([("api", 50, 10), ("worker", 10, 10)], 500)
+
+
+# --- per-host limit from cores and memory ---------------------------------------
+
+from ansible_collections.recete.stack.plugins.module_utils._placement import resource_limit  # noqa: E402
+
+
+def test_resource_limit_is_set_by_the_smallest_host():
+    hosts = {"api1": {"processor_vcpus": 4, "memtotal_mb": 16384},   # cores: 4, memory: 43 -> 4
+             "api2": {"processor_vcpus": 8, "memtotal_mb": 1024}}    # memory: 819 // 300 = 2
+    limit, own = resource_limit(hosts, 1, 300)
+    assert own == {"api1": 4, "api2": 2} and limit == 2
+
+
+def test_resource_limit_is_at_least_one_and_needs_facts():
+    assert resource_limit({"w1": {"vcpus": 1, "memtotal_mb": 100}}, 2, 250)[0] == 1
+    with pytest.raises(p.PlanError, match="w1: no cores/memory facts"):
+        resource_limit({"w1": {"memtotal_mb": 100}}, 2, 250)

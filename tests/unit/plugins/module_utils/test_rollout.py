@@ -213,3 +213,23 @@ def test_scale_keeps_every_instance_that_can_stay(before, replicas):
         now = set(before.get(h, []))
         then = {r["slot"] for r in p["after"] if r["host"] == h}
         assert len(now & then) == min(len(now), len(then)), h
+
+
+# --- per-host limit "auto" and leaving hosts --------------------------------------
+
+def test_count_problems_leave_the_capacity_of_auto_limits_to_planning():
+    specs = [{"name": "api_replicas", "given": "50", "minimum": 1, "group": "api", "limit": "auto"}]
+    assert count_problems(specs, {"api": ["api1"]}) == []
+    specs[0]["given"] = "x"
+    assert "whole number" in count_problems(specs, {"api": ["api1"]})[0]
+
+
+def test_a_leaving_host_is_emptied_onto_the_others():
+    reports = {"api1": report((3000, "1.0.0")), "api2": report((3000, "1.0.0")), "api3": report((3000, "1.0.0"), (3001, "1.0.0"))}
+    addresses = dict(ADDR, api3="10.0.0.13")
+    plan = plan_tier_rollout("api", ["api1", "api2"], reports, 4, "1.0.0", 3000, 4, addresses, replace=False)
+    assert sorted(r["id"] for r in plan["after"]) == ["api1:3000", "api1:3001", "api2:3000", "api2:3001"]
+    assert sorted(r["id"] for r in plan["stop"]) == ["api3:3000", "api3:3001"]
+    # Scale-out on the staying hosts comes first, the leaving host's instances stop last.
+    assert plan["batches"][-1]["stop"] and all(r["host"] == "api3" for b in plan["batches"] for r in b["stop"])
+    assert all(r["host"] != "api3" for r in plan["start"])

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Autoscaling under a load ramp: API CPU over its target -> scale-out; load gone -> scale-in after the window.
+
+    bench/autoscale_ramp.py INVENTORY [--quota 0.25] [--events 20000] [--low 30] [--high 240]
+                            [--window 60] [--interval 5] [--png PATH | --no-png]
+
+On a lab that runs the stack (site.yml with the autoscaler on the monitoring
+machine):
+  1. the API instances get a CPU budget (playbooks/app.yml -e api_cpu_quota=Q,
+     systemd CPUQuota, a Kubernetes CPU limit's equivalent) and the minimum
+     count, so a load the lab's two cores can carry takes them over 70 %;
+  2. the autoscaler acts (autoscaler.yml -e autoscaler_dry_run=false, a
+     shorter scale-down window and interval so the bench fits in minutes);
+  3. open-loop load through the load balancer (bench/_lab.py OpenLoop, never
+     resent): --low req/s of GET /score (CPU-bound, no database), a step to
+     --high until the autoscaler stops adding instances, back to --low until
+     it has scaled in;
+  4. the autoscaler back to dry run, whatever happened (it keeps the short window).
+Sampled every 2 s from Prometheus: the API's CPU (recete:api_cpu_utilisation:avg),
+the instances scraped, the autoscaler's desired count; per second from the
+client: requests, p95, errors. Decisions come from the autoscaler's log.
+
+Prints the timeline and: when CPU crossed the target, when the first
+scale-out started (goal: within 60 s), the highest count (within min..max),
+when the load dropped and when the scale-in started (goal: not before the
+window), and failed requests (goal 0). Draws the PNG (bench/_plot.py).
+run_ramp() is also what molecule/autoscale's test calls.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _plot  # noqa: E402  (bench/ helper)
+from _lab import REPO, Lab, LabError, OpenLoop, percentile  # noqa: E402  (bench/ helper)
+
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from prometheus import Prometheus  # noqa: E402  (tests/support: the HTTP API client)
+
+DECISION_LOG = "/var/log/recete-autoscaler/decisions.jsonl"
+
+
+class Sampler(threading.Thread):
+    """Every `every` s: the API's CPU, the instances scraped up, the autoscaler's desired count."""
+
+    def __init__(self, prom, t0, every=2.0):
+        super().__init__(daemon=True)
+        self.prom, self.t0, self.every = prom, t0, every
+        self.rows = []   # (t, cpu, up, desired)
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            t = time.monotonic() - self.t0
+            try:
+                cpu = self.prom.value("recete:api_cpu_utilisation:avg")
+                up = self.prom.value('count(up{job="recete_api"} == 1)')
+                desired = self.prom.value('recete_autoscaler_replicas{tier="api", kind="desired"}')
+            except Exception:  # a failed scrape of the sampler is a gap, not a failure of the stack
+                cpu = up = desired = None
+            self.rows.append((t, cpu, up, desired))
+            self.stopping.wait(self.every)
+
+
+def decisions(lab, since):
+    """The autoscaler's log entries after `since` (epoch seconds), oldest first."""
+    mon = lab.first("monitoring")
+    out = lab.ssh(mon, "sudo cat %s 2>/dev/null || true" % DECISION_LOG, check=False).stdout
+    entries = []
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        entry["epoch"] = datetime.datetime.fromisoformat(entry["time"]).timestamp()
+        if entry["epoch"] >= since:
+            entries.append(entry)
+    return entries
+
+
+def settings(lab, dry_run, extra=None, window=60, interval=5):
+    """New settings for the installed autoscaler (dry run or acting, a short window and interval)."""
+    variables = {"autoscaler_settings_only": True, "autoscaler_dry_run": dry_run,
+                 "autoscaler_scale_down_stabilization_seconds": window, "autoscaler_interval": interval}
+    variables.update(extra or {})
+    run = lab.playbook("playbooks/autoscaler.yml", extra_vars=variables, timeout=900)
+    if not run.ok:
+        raise LabError("autoscaler.yml failed:\n" + run.tail())
+    return run
+
+
+def wait_for(predicate, timeout, every=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return None
+
+
+def run_ramp(lab, quota=0.25, events=20000, low=30.0, high=240.0, window=60, interval=5, minimum=2,
+             target=0.7, warm=40, max_high=420, settle=30, log=print):
+    """The whole bench; returns a dict of figures (see main) and keeps the load for the picture."""
+    prom = Prometheus(lab.address(lab.first("monitoring")))
+    log("1. API instances with a CPU budget of %.2f core, %d of them" % (quota, minimum))
+    run = lab.playbook("playbooks/app.yml", extra_vars={"api_cpu_quota": quota, "api_replicas": minimum},
+                       timeout=1800)
+    if not run.ok:
+        raise LabError("app.yml with the CPU budget failed:\n" + run.tail())
+    log("   %.0f s" % run.seconds)
+    log("2. autoscaler acting (window %d s, every %d s)" % (window, interval))
+    settings(lab, False, window=window, interval=interval)
+    result = {"quota": quota, "events": events, "low": low, "high": high, "window": window, "target": target}
+    load = OpenLoop(lab.address(lab.first("lb")), low, score_events=events, timeout=15.0)
+    sampler = None
+    high_at = drop_at = None
+    epoch0 = time.time()
+    try:
+        load.phase = "low"
+        load.start()
+        epoch0 = time.time() - (time.monotonic() - load.t0)   # wall-clock time of the load's t = 0
+        sampler = Sampler(prom, load.t0)
+        sampler.start()
+        time.sleep(warm)
+        log("3. load %g -> %g req/s" % (low, high))
+        load.phase = "high"
+        load.rate = high
+        high_at = time.time()
+        # High until the autoscaler has scaled out and then held for two evaluations (or max_high).
+        def settled_out():
+            scale_outs = [d for d in decisions(lab, high_at) if d["action"] == "scale" and d["desired"] > d["current"]]
+            if not scale_outs:
+                return None
+            quiet = time.time() - max(d["epoch"] for d in scale_outs) - max(d.get("seconds", 0) for d in scale_outs)
+            return scale_outs if quiet > max(3 * interval, 30) else None
+        wait_for(settled_out, max_high)
+        log("4. load back to %g req/s" % low)
+        load.phase = "low again"
+        load.rate = low
+        drop_at = time.time()
+
+        def scaled_in():
+            return [d for d in decisions(lab, drop_at) if d["action"] == "scale" and d["desired"] < d["current"]]
+        wait_for(scaled_in, window + 180)
+        time.sleep(settle)
+    finally:
+        load.stop()
+        sampler_rows = []
+        if sampler is not None:
+            sampler.stopping.set()
+            sampler.join(5)
+            sampler_rows = sampler.rows
+        try:
+            settings(lab, True)
+        except LabError as exc:
+            log("could not put the autoscaler back to dry run: %s" % exc)
+    entries = decisions(lab, epoch0)
+
+    def to_t(epoch):
+        return None if epoch is None else epoch - epoch0   # seconds on the load's time axis
+    crossing = next((t for t, cpu, _, _ in sampler_rows if cpu is not None and cpu >= target
+                     and high_at is not None and t >= to_t(high_at)), None)
+    outs = [e for e in entries if e["action"] == "scale" and e["desired"] > e["current"] and high_at is not None and e["epoch"] >= high_at]
+    ins = [e for e in entries if e["action"] == "scale" and e["desired"] < e["current"] and drop_at is not None and e["epoch"] >= drop_at]
+    counts = [up for _, _, up, _ in sampler_rows if up is not None]
+    result.update({
+        "rows": sampler_rows, "decisions": entries, "load": load, "epoch0": epoch0,
+        "high_at": to_t(high_at), "drop_at": to_t(drop_at),
+        "crossing_at": crossing,
+        "first_scale_out_at": to_t(outs[0]["epoch"]) if outs else None,
+        "first_scale_in_at": to_t(ins[0]["epoch"]) if ins else None,
+        "scale_outs": outs, "scale_ins": ins,
+        "max_instances": max(counts) if counts else None, "min_instances": min(counts) if counts else None,
+        "failed": load.failed(), "sent": sum(load.scheduled.values()),
+        "scale_out_failures": [e for e in outs + ins if not e.get("ok", True)],
+    })
+    return result
+
+
+def timeline_lines(result):
+    rows = result["rows"]
+    load = result["load"]
+    samples = load.samples()
+    lines = ["%6s %9s %6s %6s %8s %8s %6s" % ("t(s)", "cpu", "up", "want", "req/s", "p95 ms", "errors")]
+    for i in range(0, len(rows), 5):   # every 10 s
+        t, cpu, up, desired = rows[i]
+        window = [s for s in samples if t - 10 <= s[0] < t]
+        lat = [s[1] * 1000 for s in window if s[1] is not None]
+        lines.append("%6.0f %9s %6s %6s %8.0f %8s %6d" % (
+            t, "-" if cpu is None else "%.2f" % cpu, "-" if up is None else "%d" % up,
+            "-" if desired is None else "%d" % desired, len(window) / 10.0,
+            "-" if not lat else "%.0f" % percentile(lat, 95), sum(1 for s in window if not s[2])))
+    return lines
+
+
+def summary_lines(result):
+    def at(value):
+        return "-" if value is None else "%.0f s" % value
+    lines = [
+        "load: GET /score?events=%d, %g -> %g -> %g req/s; CPU budget %.2f core per instance; target %.0f %%"
+        % (result["events"], result["low"], result["high"], result["low"], result["quota"], result["target"] * 100),
+        "high load from %s; CPU crossed the target at %s; first scale-out decided at %s (%s after crossing; goal <= 60 s)"
+        % (at(result["high_at"]), at(result["crossing_at"]), at(result["first_scale_out_at"]),
+           at(None if result["crossing_at"] is None or result["first_scale_out_at"] is None
+              else result["first_scale_out_at"] - result["crossing_at"])),
+        "scale-outs: %s" % ", ".join("%d->%d" % (d["current"], d["desired"]) for d in result["scale_outs"]),
+        "load dropped at %s; first scale-in decided at %s (%s after the drop; window %d s)"
+        % (at(result["drop_at"]), at(result["first_scale_in_at"]),
+           at(None if result["first_scale_in_at"] is None else result["first_scale_in_at"] - result["drop_at"]),
+           result["window"]),
+        "scale-ins: %s" % ", ".join("%d->%d" % (d["current"], d["desired"]) for d in result["scale_ins"]),
+        "instances seen: %s..%s; failed requests: %d of %d (goal 0)"
+        % (result["min_instances"], result["max_instances"], result["failed"], result["sent"]),
+    ]
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inventory")
+    parser.add_argument("--quota", type=float, default=0.25, help="CPU budget of an API instance, cores (0.25)")
+    parser.add_argument("--events", type=int, default=20000, help="events per /score request (20000)")
+    parser.add_argument("--low", type=float, default=30.0, help="requests/s before and after (30)")
+    parser.add_argument("--high", type=float, default=240.0, help="requests/s of the peak (240)")
+    parser.add_argument("--window", type=int, default=60, help="scale-down stabilization window, s (60)")
+    parser.add_argument("--interval", type=int, default=5, help="autoscaler evaluation interval, s (5)")
+    _plot.add_png_option(parser, "autoscale_ramp")
+    args = parser.parse_args()
+    lab = Lab(args.inventory)
+    result = run_ramp(lab, args.quota, args.events, args.low, args.high, args.window, args.interval)
+    print("\n".join(timeline_lines(result)))
+    print("\n".join(summary_lines(result)))
+    load = result["load"]
+    events = [("%d->%d" % (d["current"], d["desired"]), d["epoch"] - result["epoch0"])
+              for d in result["scale_outs"] + result["scale_ins"]]
+    gauges = [("CPU / budget (avg)", [(t, c) for t, c, _, _ in result["rows"] if c is not None], "left"),
+              ("instances up", [(t, u) for t, _, u, _ in result["rows"] if u is not None], "right"),
+              ("autoscaler desired", [(t, d) for t, _, _, d in result["rows"] if d is not None], "right")]
+    _plot.write(args, "autoscale_ramp", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
+                events, note="GET /score?events=%d: %g -> %g -> %g req/s, CPU budget %.2f core, window %d s"
+                % (args.events, args.low, args.high, args.low, args.quota, args.window), gauges=gauges)
+    return 0 if result["failed"] == 0 and result["scale_outs"] and result["scale_ins"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
