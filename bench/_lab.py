@@ -79,6 +79,26 @@ def tool(name):
     return found
 
 
+def lab_tool(*args, timeout=900):
+    """Run tools/lab ARGS (add, remove, ...); its output, or LabError with what it printed."""
+    run = subprocess.run([os.path.join(REPO, "tools", "lab"), *args], capture_output=True, text=True, timeout=timeout)
+    if run.returncode:
+        raise LabError("tools/lab %s: %s" % (" ".join(args), (run.stderr or run.stdout).strip()))
+    return run.stdout
+
+
+def lab_inventory(name):
+    """A copy of running lab NAME's inventory as it is now, with the lab's group_vars beside it.
+
+    For what must see machines that joined after the lab came up (Molecule's own inventory is
+    fixed at create, and lacks recete_lab_name, which Lab insists on).
+    """
+    directory = tempfile.mkdtemp(prefix="lab-inventory-")
+    shutil.copy("/var/lib/recete-lab/%s/inventory.yml" % name, os.path.join(directory, "hosts.yml"))
+    os.symlink(os.path.join(REPO, "inventories", "lab", "group_vars"), os.path.join(directory, "group_vars"))
+    return os.path.join(directory, "hosts.yml")
+
+
 def ssh_argv(hostvars, address):
     """The ssh command line Ansible would use for a host with these variables (command not included)."""
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]

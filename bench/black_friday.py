@@ -19,32 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _plot  # noqa: E402  (bench/ helper)
-from _lab import REPO, Lab, LabError, OpenLoop  # noqa: E402  (bench/ helper)
+from _lab import Lab, LabError, OpenLoop, lab_inventory, lab_tool  # noqa: E402  (bench/ helper)
 
 JOINING = [("api3", "api"), ("worker3", "worker")]
-
-
-def lab_inventory(name):
-    """The lab's inventory as it is now, with the lab's group_vars beside it."""
-    directory = tempfile.mkdtemp(prefix="black-friday-")
-    shutil.copy("/var/lib/recete-lab/%s/inventory.yml" % name, os.path.join(directory, "hosts.yml"))
-    os.symlink(os.path.join(REPO, "inventories", "lab", "group_vars"), os.path.join(directory, "group_vars"))
-    return os.path.join(directory, "hosts.yml")
-
-
-def lab_tool(*args):
-    run = subprocess.run([os.path.join(REPO, "tools", "lab"), *args], capture_output=True, text=True, timeout=900)
-    if run.returncode:
-        raise LabError("tools/lab %s: %s" % (" ".join(args), (run.stderr or run.stdout).strip()))
-    return run.stdout
 
 
 def per_host(lab, unit, group):

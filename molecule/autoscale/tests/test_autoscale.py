@@ -15,10 +15,8 @@ it) because machines join it during the run; Molecule's inventory is fixed at cr
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -27,7 +25,7 @@ PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 LAB = os.environ.get("RECETE_LAB_STACK", "mstack")
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
-from _lab import Lab, OpenLoop  # noqa: E402  (bench/: the lab client and the one load generator)
+from _lab import Lab, OpenLoop, lab_inventory, lab_tool  # noqa: E402  (bench/: the lab client, load, tools/lab)
 from autoscale_ramp import decisions, run_ramp, settings, summary_lines, timeline_lines  # noqa: E402
 from prometheus import Prometheus  # noqa: E402
 
@@ -35,29 +33,14 @@ WINDOW = 60      # scale-down stabilization window in these tests (default 300 s
 INTERVAL = 5     # autoscaler evaluation interval in these tests (default 15 s)
 
 
-def inventory():
-    """The lab's inventory as it is now, with the lab's group_vars beside it."""
-    directory = tempfile.mkdtemp(prefix="autoscale-inventory-")
-    shutil.copy("/var/lib/recete-lab/%s/inventory.yml" % LAB, os.path.join(directory, "hosts.yml"))
-    os.symlink(os.path.join(PROJECT, "inventories", "lab", "group_vars"), os.path.join(directory, "group_vars"))
-    return os.path.join(directory, "hosts.yml")
-
-
 @pytest.fixture(scope="module")
 def lab():
-    return Lab(inventory())
+    return Lab(lab_inventory(LAB))
 
 
 @pytest.fixture(scope="module")
 def prom(lab):
     return Prometheus(lab.address(lab.first("monitoring")))
-
-
-def lab_tool(*args):
-    run = subprocess.run([os.path.join(PROJECT, "tools", "lab"), *args], capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return run.stdout
 
 
 def instances(lab, unit, hosts):
@@ -158,7 +141,7 @@ def test_workers_scale_out_on_queue_latency_and_a_manual_scale_waits_for_the_loc
 
 def test_a_host_joins_in_one_scale_run_then_leaves(lab):
     lab_tool("add", "--name", LAB, "--machine", "api3", "--groups", "api")
-    big = Lab(inventory())
+    big = Lab(lab_inventory(LAB))
     try:
         load = OpenLoop(big.address(big.first("lb")), 20, job_share=0.1)
         load.phase = "join"
