@@ -22,8 +22,9 @@ client: requests, p95, errors. Decisions come from the autoscaler's log.
 
 Prints the timeline and: when CPU crossed the target, when the first
 scale-out started (goal: within 60 s), the highest count (within min..max),
-when the load dropped and when the scale-in started (goal: not before the
-window), and failed requests (goal 0). Draws the PNG (bench/_plot.py).
+when the load dropped and when the first scale-in below what the high load
+needed started (goal: not before the window; a scale-in that only corrects
+an overshoot may come earlier, as with the HPA), and failed requests (goal 0). Draws the PNG (bench/_plot.py).
 run_ramp() is also what molecule/autoscale's test calls.
 """
 from __future__ import annotations
@@ -47,12 +48,12 @@ DECISION_LOG = "/var/log/recete-autoscaler/decisions.jsonl"
 
 
 class Sampler(threading.Thread):
-    """Every `every` s: the API's CPU, the instances scraped up, the autoscaler's desired count."""
+    """Every `every` s: the API's CPU, the instances scraped up, the autoscaler's desired count and proposal."""
 
     def __init__(self, prom, t0, every=2.0):
         super().__init__(daemon=True)
         self.prom, self.t0, self.every = prom, t0, every
-        self.rows = []   # (t, cpu, up, desired)
+        self.rows = []   # (t, cpu, up, desired, proposal)
         self.stopping = threading.Event()
 
     def run(self):
@@ -62,9 +63,10 @@ class Sampler(threading.Thread):
                 cpu = self.prom.value("recete:api_cpu_utilisation:avg")
                 up = self.prom.value('count(up{job="recete_api"} == 1)')
                 desired = self.prom.value('recete_autoscaler_replicas{tier="api", kind="desired"}')
+                proposal = self.prom.value('recete_autoscaler_replicas{tier="api", kind="proposal"}')
             except Exception:  # a failed scrape of the sampler is a gap, not a failure of the stack
-                cpu = up = desired = None
-            self.rows.append((t, cpu, up, desired))
+                cpu = up = desired = proposal = None
+            self.rows.append((t, cpu, up, desired, proposal))
             self.stopping.wait(self.every)
 
 
@@ -146,8 +148,9 @@ def run_ramp(lab, quota=0.25, events=20000, low=30.0, high=240.0, window=60, int
         load.rate = low
         drop_at = time.time()
 
-        def scaled_in():
-            return [d for d in decisions(lab, drop_at) if d["action"] == "scale" and d["desired"] < d["current"]]
+        def scaled_in():   # back to the count the low load needs, not only a first step down
+            ins = [d for d in decisions(lab, drop_at) if d["action"] == "scale" and d["desired"] < d["current"]]
+            return ins if any(d["desired"] <= minimum for d in ins) else None
         wait_for(scaled_in, window + 180)
         time.sleep(settle)
     finally:
@@ -165,17 +168,28 @@ def run_ramp(lab, quota=0.25, events=20000, low=30.0, high=240.0, window=60, int
 
     def to_t(epoch):
         return None if epoch is None else epoch - epoch0   # seconds on the load's time axis
-    crossing = next((t for t, cpu, _, _ in sampler_rows if cpu is not None and cpu >= target
+    crossing = next((t for t, cpu, _, _, _ in sampler_rows if cpu is not None and cpu >= target
                      and high_at is not None and t >= to_t(high_at)), None)
     outs = [e for e in entries if e["action"] == "scale" and e["desired"] > e["current"] and high_at is not None and e["epoch"] >= high_at]
     ins = [e for e in entries if e["action"] == "scale" and e["desired"] < e["current"] and drop_at is not None and e["epoch"] >= drop_at]
-    counts = [up for _, _, up, _ in sampler_rows if up is not None]
+    counts = [up for _, _, up, _, _ in sampler_rows if up is not None]
+    # What the high load needed: the autoscaler's lowest proposal in the last 20 s before the drop.
+    # A scale-in to that count or above may come at any time: it corrects an overshoot (a proposal
+    # made while a new instance had not yet taken its share), as the HPA would. A count below it is
+    # what the drop allows, and the window holds it back until a window after the last proposal
+    # that asked for more; the 1-minute CPU rate keeps asking for a while after the drop.
+    drop_t = to_t(drop_at)
+    need = None if drop_t is None else min(
+        (p for t, _, _, _, p in sampler_rows if p is not None and drop_t - 20 <= t <= drop_t), default=None)
+    below = [e for e in ins if need is not None and e["desired"] < need]
     result.update({
         "rows": sampler_rows, "decisions": entries, "load": load, "epoch0": epoch0,
         "high_at": to_t(high_at), "drop_at": to_t(drop_at),
         "crossing_at": crossing,
         "first_scale_out_at": to_t(outs[0]["epoch"]) if outs else None,
         "first_scale_in_at": to_t(ins[0]["epoch"]) if ins else None,
+        "high_need": need, "scale_ins_below_need": below,
+        "first_scale_in_below_need_at": to_t(below[0]["epoch"]) if below else None,
         "scale_outs": outs, "scale_ins": ins,
         "max_instances": max(counts) if counts else None, "min_instances": min(counts) if counts else None,
         "failed": load.failed(), "sent": sum(load.scheduled.values()),
@@ -190,7 +204,7 @@ def timeline_lines(result):
     samples = load.samples()
     lines = ["%6s %9s %6s %6s %8s %8s %6s" % ("t(s)", "cpu", "up", "want", "req/s", "p95 ms", "errors")]
     for i in range(0, len(rows), 5):   # every 10 s
-        t, cpu, up, desired = rows[i]
+        t, cpu, up, desired, _ = rows[i]
         window = [s for s in samples if t - 10 <= s[0] < t]
         lat = [s[1] * 1000 for s in window if s[1] is not None]
         lines.append("%6.0f %9s %6s %6s %8.0f %8s %6d" % (
@@ -216,6 +230,11 @@ def summary_lines(result):
            at(None if result["first_scale_in_at"] is None else result["first_scale_in_at"] - result["drop_at"]),
            result["window"]),
         "scale-ins: %s" % ", ".join("%d->%d" % (d["current"], d["desired"]) for d in result["scale_ins"]),
+        "the high load needed %s (the autoscaler's proposal before the drop); first scale-in below it at %s "
+        "(%s after the drop; goal >= the window)"
+        % (result["high_need"], at(result["first_scale_in_below_need_at"]),
+           at(None if result["first_scale_in_below_need_at"] is None
+              else result["first_scale_in_below_need_at"] - result["drop_at"])),
         "instances seen: %s..%s; failed requests: %d of %d (goal 0)"
         % (result["min_instances"], result["max_instances"], result["failed"], result["sent"]),
     ]
@@ -240,9 +259,9 @@ def main():
     load = result["load"]
     events = [("%d->%d" % (d["current"], d["desired"]), d["epoch"] - result["epoch0"])
               for d in result["scale_outs"] + result["scale_ins"]]
-    gauges = [("CPU / budget (avg)", [(t, c) for t, c, _, _ in result["rows"] if c is not None], "left"),
-              ("instances up", [(t, u) for t, _, u, _ in result["rows"] if u is not None], "right"),
-              ("autoscaler desired", [(t, d) for t, _, _, d in result["rows"] if d is not None], "right")]
+    gauges = [("CPU / budget (avg)", [(t, c) for t, c, _, _, _ in result["rows"] if c is not None], "left"),
+              ("instances up", [(t, u) for t, _, u, _, _ in result["rows"] if u is not None], "right"),
+              ("autoscaler desired", [(t, d) for t, _, _, d, _ in result["rows"] if d is not None], "right")]
     _plot.write(args, "autoscale_ramp", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
                 events, note="GET /score?events=%d: %g -> %g -> %g req/s, CPU budget %.2f core, window %d s"
                 % (args.events, args.low, args.high, args.low, args.quota, args.window), gauges=gauges)
