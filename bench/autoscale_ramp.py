@@ -24,12 +24,14 @@ Prints the timeline and: when CPU crossed the target, when the first
 scale-out started (goal: within 60 s), the highest count (within min..max),
 when the load dropped and when the first scale-in below what the high load
 needed started (goal: not before the window; a scale-in that only corrects
-an overshoot may come earlier, as with the HPA), and failed requests (goal 0). Draws the PNG (bench/_plot.py).
+an overshoot may come earlier, as with the HPA), and failed requests (goal 0).
+Draws the PNG (bench/_plot.py).
 run_ramp() is also what molecule/autoscale's test calls.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -46,6 +48,22 @@ from prometheus import Prometheus  # noqa: E402  (tests/support: the HTTP API cl
 
 DECISION_LOG = "/var/log/recete-autoscaler/decisions.jsonl"
 
+# One sample of the Sampler (t: seconds on the load's time axis; the others None when the scrape failed).
+Sample = collections.namedtuple("Sample", "t cpu up desired proposal")
+
+
+def high_load_need(rows, drop_t, span=20.0):
+    """What the high load needed: the autoscaler's lowest proposal in the last `span` s before the drop.
+
+    A scale-in to that count or above may come at any time: it corrects an overshoot (a proposal
+    made while a new instance had not yet taken its share), as the HPA would. A count below it is
+    what the drop allows, and the window holds it back until a window after the last proposal
+    that asked for more; the 1-minute CPU rate keeps asking for a while after the drop.
+    """
+    if drop_t is None:
+        return None
+    return min((r.proposal for r in rows if r.proposal is not None and drop_t - span <= r.t <= drop_t), default=None)
+
 
 class Sampler(threading.Thread):
     """Every `every` s: the API's CPU, the instances scraped up, the autoscaler's desired count and proposal."""
@@ -53,7 +71,7 @@ class Sampler(threading.Thread):
     def __init__(self, prom, t0, every=2.0):
         super().__init__(daemon=True)
         self.prom, self.t0, self.every = prom, t0, every
-        self.rows = []   # (t, cpu, up, desired, proposal)
+        self.rows = []   # Sample records
         self.stopping = threading.Event()
 
     def run(self):
@@ -66,7 +84,7 @@ class Sampler(threading.Thread):
                 proposal = self.prom.value('recete_autoscaler_replicas{tier="api", kind="proposal"}')
             except Exception:  # a failed scrape of the sampler is a gap, not a failure of the stack
                 cpu = up = desired = proposal = None
-            self.rows.append((t, cpu, up, desired, proposal))
+            self.rows.append(Sample(t, cpu, up, desired, proposal))
             self.stopping.wait(self.every)
 
 
@@ -168,19 +186,12 @@ def run_ramp(lab, quota=0.25, events=20000, low=30.0, high=240.0, window=60, int
 
     def to_t(epoch):
         return None if epoch is None else epoch - epoch0   # seconds on the load's time axis
-    crossing = next((t for t, cpu, _, _, _ in sampler_rows if cpu is not None and cpu >= target
-                     and high_at is not None and t >= to_t(high_at)), None)
+    crossing = next((r.t for r in sampler_rows if r.cpu is not None and r.cpu >= target
+                     and high_at is not None and r.t >= to_t(high_at)), None)
     outs = [e for e in entries if e["action"] == "scale" and e["desired"] > e["current"] and high_at is not None and e["epoch"] >= high_at]
     ins = [e for e in entries if e["action"] == "scale" and e["desired"] < e["current"] and drop_at is not None and e["epoch"] >= drop_at]
-    counts = [up for _, _, up, _, _ in sampler_rows if up is not None]
-    # What the high load needed: the autoscaler's lowest proposal in the last 20 s before the drop.
-    # A scale-in to that count or above may come at any time: it corrects an overshoot (a proposal
-    # made while a new instance had not yet taken its share), as the HPA would. A count below it is
-    # what the drop allows, and the window holds it back until a window after the last proposal
-    # that asked for more; the 1-minute CPU rate keeps asking for a while after the drop.
-    drop_t = to_t(drop_at)
-    need = None if drop_t is None else min(
-        (p for t, _, _, _, p in sampler_rows if p is not None and drop_t - 20 <= t <= drop_t), default=None)
+    counts = [r.up for r in sampler_rows if r.up is not None]
+    need = high_load_need(sampler_rows, to_t(drop_at))
     below = [e for e in ins if need is not None and e["desired"] < need]
     result.update({
         "rows": sampler_rows, "decisions": entries, "load": load, "epoch0": epoch0,
@@ -204,7 +215,7 @@ def timeline_lines(result):
     samples = load.samples()
     lines = ["%6s %9s %6s %6s %8s %8s %6s" % ("t(s)", "cpu", "up", "want", "req/s", "p95 ms", "errors")]
     for i in range(0, len(rows), 5):   # every 10 s
-        t, cpu, up, desired, _ = rows[i]
+        t, cpu, up, desired = rows[i].t, rows[i].cpu, rows[i].up, rows[i].desired
         window = [s for s in samples if t - 10 <= s[0] < t]
         lat = [s[1] * 1000 for s in window if s[1] is not None]
         lines.append("%6.0f %9s %6s %6s %8.0f %8s %6d" % (
@@ -259,9 +270,9 @@ def main():
     load = result["load"]
     events = [("%d->%d" % (d["current"], d["desired"]), d["epoch"] - result["epoch0"])
               for d in result["scale_outs"] + result["scale_ins"]]
-    gauges = [("CPU / budget (avg)", [(t, c) for t, c, _, _, _ in result["rows"] if c is not None], "left"),
-              ("instances up", [(t, u) for t, _, u, _, _ in result["rows"] if u is not None], "right"),
-              ("autoscaler desired", [(t, d) for t, _, _, d, _ in result["rows"] if d is not None], "right")]
+    gauges = [("CPU / budget (avg)", [(r.t, r.cpu) for r in result["rows"] if r.cpu is not None], "left"),
+              ("instances up", [(r.t, r.up) for r in result["rows"] if r.up is not None], "right"),
+              ("autoscaler desired", [(r.t, r.desired) for r in result["rows"] if r.desired is not None], "right")]
     _plot.write(args, "autoscale_ramp", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
                 events, note="GET /score?events=%d: %g -> %g -> %g req/s, CPU budget %.2f core, window %d s"
                 % (args.events, args.low, args.high, args.low, args.quota, args.window), gauges=gauges)
