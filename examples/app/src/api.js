@@ -5,6 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { Job } from 'bullmq';
 import * as log from './log.js';
 import { httpMetrics, metricsHandler } from './metrics.js';
+import { readWithRetry } from './readpool.js';
 import { MAX_EVENTS, retentionScore } from './score.js';
 
 const JOB_TYPES = new Set(['echo', 'sum']);
@@ -118,8 +119,7 @@ export function createApp({ config, pools, queue, redis, state, metrics = null }
     if (state.shuttingDown) return c.json({ status: 'shutting_down', ...ident }, 503);
     const ms = config.readyCheckTimeoutMs;
     const checks = {
-      postgres: () => pools.rw.query('SELECT 1'),
-      postgres_ro: () => pools.ro.query('SELECT 1'),
+      postgres: () => readWithRetry(pools.rw, 'SELECT 1'),
       // Not connected (yet, or any more): say so rather than ioredis'
       // "Stream isn't writeable" from the disabled offline queue.
       redis: () => (redis.status === 'ready' ? redis.ping() : Promise.reject(new Error(`not connected (${redis.status})`))),
@@ -136,8 +136,12 @@ export function createApp({ config, pools, queue, redis, state, metrics = null }
         out[names[i]] = `${names[i]}: ${r.reason?.message || r.reason}`;
       }
     });
+    // The read pool never takes the instance out: without a healthy replica
+    // reads go to the primary, which the postgres check covers.
+    const readPool = pools.ro.status();
+    out.read_pool = readPool.summary;
     if (state.shuttingDown) return c.json({ status: 'shutting_down', ...ident }, 503);
-    return c.json({ status: ok ? 'ready' : 'not_ready', ...ident, checks: out }, ok ? 200 : 503);
+    return c.json({ status: ok ? 'ready' : 'not_ready', ...ident, checks: out, replicas: readPool.replicas }, ok ? 200 : 503);
   });
 
   app.post('/items', async (c) => {

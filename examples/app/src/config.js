@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { parseHosts } from './poolers.js';
 
 // Exit code for configuration errors: distinct from 1 (crash / forced
 // shutdown) so systemd units and tests can tell "misconfigured" apart.
@@ -78,6 +79,30 @@ function pgUrlVar(env, name, required, problems) {
   return raw;
 }
 
+/**
+ * The read replicas, [{name, url}]: DATABASE_RO_URLS (space-separated, one
+ * PgBouncer entry per replica), else DATABASE_RO_URL (one), else none (reads
+ * go to the primary). Each is named by its database name (recete_ro_pg2),
+ * which /ready and the metrics show; a URL equal to DATABASE_URL is the
+ * primary, not a replica.
+ */
+function readReplicasVar(env, databaseUrl, problems) {
+  const name = env.DATABASE_RO_URLS !== undefined && env.DATABASE_RO_URLS.trim() !== '' ? 'DATABASE_RO_URLS' : 'DATABASE_RO_URL';
+  const raws = (env[name] || '').split(/\s+/).filter(Boolean);
+  const replicas = [];
+  for (const [i, raw] of raws.entries()) {
+    const url = pgUrlVar({ [name]: raw }, name, false, problems);
+    if (!url || url === databaseUrl) continue;
+    const dbname = decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || `replica${i + 1}`;
+    if (replicas.some((r) => r.name === dbname)) {
+      problems.push(`${name} names the database ${JSON.stringify(dbname)} twice`);
+      continue;
+    }
+    replicas.push({ name: dbname, url });
+  }
+  return replicas;
+}
+
 function parseSentinels(raw, problems) {
   const list = [];
   for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -109,7 +134,15 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
   const instance = env.APP_INSTANCE || defaultInstance;
 
   const databaseUrl = pgUrlVar(env, 'DATABASE_URL', true, problems);
-  const databaseRoUrl = pgUrlVar(env, 'DATABASE_RO_URL', false, problems) || databaseUrl;
+  const readReplicas = readReplicasVar(env, databaseUrl, problems);
+  // Several PgBouncer hosts (host:port, space-separated) in place of the
+  // URLs' host: connections fail over between them (poolers.js).
+  let databaseHosts = [];
+  try {
+    databaseHosts = parseHosts(env.DATABASE_HOSTS);
+  } catch (err) {
+    problems.push(`DATABASE_HOSTS must be a space-separated list of host:port (${err.message})`);
+  }
   // Each process opens up to PG_POOL_SIZE connections per pool to PgBouncer:
   // an operator budgets instances x pools x size against max_client_conn.
   const pgPoolSize = intVar(env, 'PG_POOL_SIZE', 10, 1, 1000, problems);
@@ -177,7 +210,11 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     host,
     instance,
     databaseUrl,
-    databaseRoUrl,
+    readReplicas,
+    databaseHosts,
+    readMaxLagMs: intVar(env, 'READ_MAX_LAG_MS', 1000, 0, 3600000, problems),
+    readCheckIntervalMs: intVar(env, 'READ_CHECK_INTERVAL_MS', 500, 50, 60000, problems),
+    readTimeoutMs: intVar(env, 'READ_TIMEOUT_MS', 2000, 10, 3600000, problems),
     pgPoolSize,
     redis,
     queueName,

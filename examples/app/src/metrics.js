@@ -44,6 +44,28 @@ export function dbQueryHistogram(registry) {
 }
 
 /**
+ * Where reads went (a replica's entry name, or `primary` when none was
+ * healthy) and each replica's lag as the read pool last measured it (NaN
+ * while it does not answer).
+ */
+export function readPoolMetrics(registry) {
+  return {
+    reads: new client.Counter({
+      name: 'recete_db_reads_total',
+      help: 'Reads of the read pool by where they were served: a replica, or the primary',
+      labelNames: ['target'],
+      registers: [registry],
+    }),
+    lag: new client.Gauge({
+      name: 'recete_db_replica_lag_seconds',
+      help: 'Replication lag of each read replica as the read pool measured it (NaN: not answering)',
+      labelNames: ['replica'],
+      registers: [registry],
+    }),
+  };
+}
+
+/**
  * Time every promise-style `pool.query()` into `histogram` with label
  * pool=`label` (`primary` or `replica`). Wrapping the pool, not each call
  * site, means no query of the API or the worker is missed. Callback-style

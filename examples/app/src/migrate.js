@@ -59,7 +59,7 @@ export async function migrate(db) {
 async function main() {
   const config = loadConfigOrExit(process.env, { role: 'migrate' });
   log.setLogContext({ component: 'migrate', instance: config.instance, version: config.version });
-  const pool = createPool(config.databaseUrl, { max: 1, name: 'migrate' });
+  const pool = createPool(config.databaseUrl, { max: 1, name: 'migrate', poolers: config.databaseHosts, preferKey: config.instance });
   try {
     await migrate(pool);
     log.info('schema is up to date');

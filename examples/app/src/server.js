@@ -6,7 +6,7 @@ import { createRedis } from './redis.js';
 import { createQueue } from './queue.js';
 import { createApp } from './api.js';
 import { installProcessHandlers } from './lifecycle.js';
-import { createRegistry, dbQueryHistogram, queueMetrics } from './metrics.js';
+import { createRegistry, dbQueryHistogram, queueMetrics, readPoolMetrics } from './metrics.js';
 import * as log from './log.js';
 
 const config = loadConfigOrExit(process.env, { role: 'api' });
@@ -14,7 +14,10 @@ log.setLogContext({ component: 'api', instance: config.instance, version: config
 
 // METRICS=off exists to measure what the instrumentation costs (bench/metrics_overhead.py).
 const metrics = config.metrics ? createRegistry({ cpuQuotaCores: config.cpuQuotaCores }) : null;
-const pools = createPools(config, { queryHistogram: metrics && dbQueryHistogram(metrics) });
+const pools = createPools(config, {
+  queryHistogram: metrics && dbQueryHistogram(metrics),
+  readMetrics: metrics && readPoolMetrics(metrics),
+});
 // Fail fast for the readiness PING: no offline queue, so a PING while
 // disconnected errors at once instead of waiting for the reconnect.
 const redis = createRedis(config.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }, 'ready-check');

@@ -18,6 +18,8 @@ const pool = createPool(config.databaseUrl, {
   max: config.pgPoolSize,
   name: 'rw',
   queryHistogram: metrics && dbQueryHistogram(metrics),
+  poolers: config.databaseHosts,
+  preferKey: config.instance,
 });
 // Queue depth is read from Redis at scrape time through a Queue of our own
 // (a Worker cannot count jobs); only created when metrics are served.

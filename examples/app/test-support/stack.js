@@ -90,10 +90,16 @@ export const MASTER_NAME = 'recete';
 export class Stack {
   /**
    * @param opts.replica  also start a Redis replica (for failover tests)
+   * @param opts.pgReplica also start a PostgreSQL streaming replica, with its
+   *                       own PgBouncer entry in DATABASE_RO_URLS
+   * @param opts.secondPooler also start a second PgBouncer (same entries), both
+   *                       in DATABASE_HOSTS
    * @param opts.durable  Postgres with production durability (fsync and
    *                      synchronous_commit on) for benchmarks of write paths
    */
-  constructor({ replica = false, durable = false } = {}) {
+  constructor({ replica = false, durable = false, pgReplica = false, secondPooler = false } = {}) {
+    this.withPgReplica = pgReplica;
+    this.withSecondPooler = secondPooler;
     this.procs = [];
     this.withReplica = replica;
     this.durable = durable;
@@ -112,7 +118,9 @@ export class Stack {
       fs.chownSync(this.dir, this.user.uid, this.user.gid);
       fs.chownSync(this.runDir, this.user.uid, this.user.gid);
     }
-    [this.pgPort, this.bouncerPort, this.redisPort, this.sentinelPort, this.replicaPort] = await Promise.all([
+    [this.pgPort, this.bouncerPort, this.redisPort, this.sentinelPort, this.replicaPort, this.pgReplicaPort, this.bouncer2Port] = await Promise.all([
+      freePort(),
+      freePort(),
       freePort(),
       freePort(),
       freePort(),
@@ -132,6 +140,8 @@ export class Stack {
   get env() {
     return {
       DATABASE_URL: `postgres://${DB_USER}:${DB_PASSWORD}@127.0.0.1:${this.bouncerPort}/${DB}`,
+      ...(this.withSecondPooler ? { DATABASE_HOSTS: `127.0.0.1:${this.bouncerPort} 127.0.0.1:${this.bouncer2Port}` } : {}),
+      ...(this.withPgReplica ? { DATABASE_RO_URLS: `postgres://${DB_USER}:${DB_PASSWORD}@127.0.0.1:${this.bouncerPort}/${DB}_ro_replica` } : {}),
       REDIS_SENTINELS: `127.0.0.1:${this.sentinelPort}`,
       REDIS_MASTER_NAME: MASTER_NAME,
       REDIS_SENTINEL_PASSWORD: SENTINEL_PASSWORD,
@@ -176,6 +186,7 @@ export class Stack {
       [
         '[databases]',
         `${DB} = host=127.0.0.1 port=${this.pgPort} dbname=${DB}`,
+        ...(this.withPgReplica ? [`${DB}_ro_replica = host=127.0.0.1 port=${this.pgReplicaPort} dbname=${DB}`] : []),
         '[pgbouncer]',
         'listen_addr = 127.0.0.1',
         `listen_port = ${this.bouncerPort}`,
@@ -196,7 +207,66 @@ export class Stack {
     if (this.user.uid !== undefined) {
       for (const f of ['userlist.txt', 'pgbouncer.ini']) fs.chownSync(path.join(this.dir, f), this.user.uid, this.user.gid);
     }
+    if (this.withPgReplica) await this.#makePgReplica();
+    if (this.withSecondPooler) {
+      const ini = fs.readFileSync(path.join(this.dir, 'pgbouncer.ini'), 'utf8').replace(`listen_port = ${this.bouncerPort}`, `listen_port = ${this.bouncer2Port}`);
+      fs.writeFileSync(path.join(this.dir, 'pgbouncer2.ini'), ini);
+      if (this.user.uid !== undefined) fs.chownSync(path.join(this.dir, 'pgbouncer2.ini'), this.user.uid, this.user.gid);
+      await this.startPgbouncer2();
+    }
     await this.startPgbouncer();
+  }
+
+  // A streaming replica of the primary, as the postgresql role builds one:
+  // pg_basebackup -R over the primary's socket (initdb's pg_hba trusts local
+  // replication), then hot standby on its own port.
+  async #makePgReplica() {
+    execFileSync(
+      path.join(this.pgBin, 'pg_basebackup'),
+      ['-h', this.runDir, '-p', String(this.pgPort), '-U', 'postgres', '-D', path.join(this.dir, 'pgreplica'), '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'],
+      { ...this.user, stdio: 'pipe', env: { PATH: process.env.PATH, LC_ALL: 'C' } },
+    );
+    await this.startPgReplica();
+  }
+
+  async startPgReplica() {
+    this.pgReplica = this.#track(
+      new Proc(
+        'postgres-replica',
+        path.join(this.pgBin, 'postgres'),
+        [
+          '-D', path.join(this.dir, 'pgreplica'),
+          '-c', 'listen_addresses=127.0.0.1',
+          '-c', `port=${this.pgReplicaPort}`,
+          '-c', `unix_socket_directories=${this.runDir}`,
+          '-c', 'fsync=off',
+          '-c', 'shared_buffers=32MB',
+          '-c', 'max_connections=60',
+        ],
+        { ...this.user, env: { PATH: process.env.PATH, LC_ALL: 'C' } },
+      ),
+    );
+    await waitUntil(async () => {
+      if (!this.pgReplica.running) throw new Error(`postgres replica exited\n${this.pgReplica.tail()}`);
+      const { rows } = await this.replicaQuery('SELECT pg_is_in_recovery() AS r');
+      return rows[0].r;
+    }, { what: 'the postgres replica to accept connections', timeoutMs: 20000 });
+  }
+
+  /** SIGINT is PostgreSQL's fast shutdown. */
+  async stopPgReplica() {
+    await this.pgReplica.stop('SIGINT');
+  }
+
+  /** Superuser query on the replica, over its socket. */
+  async replicaQuery(sql, params = []) {
+    const client = new pg.Client({ host: this.runDir, port: this.pgReplicaPort, user: 'postgres', database: 'postgres' });
+    await client.connect();
+    try {
+      return await client.query(sql, params);
+    } finally {
+      await client.end();
+    }
   }
 
   startPostgres() {
@@ -276,6 +346,14 @@ export class Stack {
       }
       return true;
     }, { what: 'pgbouncer to accept logins', timeoutMs: 15000 });
+  }
+
+  /** The second PgBouncer (opts.secondPooler), on its own port. */
+  async startPgbouncer2() {
+    this.pgbouncer2 = this.#track(
+      new Proc('pgbouncer2', this.binPgbouncer, [path.join(this.dir, 'pgbouncer2.ini')], { ...this.user, env: { PATH: process.env.PATH } }),
+    );
+    await this.pgbouncer2.waitForOutput(/process up/, 15000);
   }
 
   /** SIGTERM is PgBouncer's immediate shutdown. */
@@ -441,7 +519,7 @@ export class Stack {
     this.procs = [];
     for (const p of procs) {
       // postgres: SIGINT is the "fast" shutdown (SIGTERM is "smart").
-      await p.stop(p.name === 'postgres' ? 'SIGINT' : 'SIGTERM', 5000);
+      await p.stop(p.name.startsWith('postgres') ? 'SIGINT' : 'SIGTERM', 5000);
     }
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
   }

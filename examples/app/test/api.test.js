@@ -52,7 +52,8 @@ test('GET /ready is 200 when everything is up', async () => {
     status: 'ready',
     version: VERSION,
     instance: api.instance,
-    checks: { postgres: 'ok', postgres_ro: 'ok', redis: 'ok' },
+    checks: { postgres: 'ok', redis: 'ok', read_pool: 'ok' },
+    replicas: {},
   });
 });
 
@@ -112,12 +113,19 @@ test('GET /score/:customer is deterministic, costs CPU with events, and refuses 
   assert.equal((await req(`${api.url}/score/42?events=3000000`)).status, 400);
   assert.equal((await req(`${api.url}/score/x`)).status, 400);
   // CPU in proportion to the history: 100x the events takes clearly longer.
-  const t0 = process.hrtime.bigint();
-  await req(`${api.url}/score/42?events=1000`);
-  const small = Number(process.hrtime.bigint() - t0);
-  const t1 = process.hrtime.bigint();
-  await req(`${api.url}/score/42?events=1000000`);
-  const large = Number(process.hrtime.bigint() - t1);
+  // The fastest of three of each, so that a busy machine's pause in one
+  // request does not decide.
+  const fastest = async (events) => {
+    let best = Infinity;
+    for (let i = 0; i < 3; i += 1) {
+      const t0 = process.hrtime.bigint();
+      await req(`${api.url}/score/42?events=${events}`);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0));
+    }
+    return best;
+  };
+  const small = await fastest(1000);
+  const large = await fastest(1000000);
   assert.ok(large > small * 3, `1,000,000 events took ${large} ns, 1,000 took ${small} ns`);
 });
 

@@ -51,7 +51,10 @@ test('loadConfig: defaults and parsing', () => {
   assert.equal(c.port, 3000);
   assert.equal(c.host, '0.0.0.0');
   assert.match(c.instance, /:3000$/);
-  assert.equal(c.databaseRoUrl, VALID.DATABASE_URL);
+  assert.deepEqual(c.readReplicas, []);
+  assert.equal(c.readMaxLagMs, 1000);
+  assert.equal(c.readCheckIntervalMs, 500);
+  assert.equal(c.readTimeoutMs, 2000);
   assert.equal(c.pgPoolSize, 10);
   assert.equal(c.queueName, 'recete-jobs');
   assert.equal(c.workerConcurrency, 10);
@@ -68,6 +71,22 @@ test('loadConfig: defaults and parsing', () => {
     username: 'u',
     password: 'p',
   });
+});
+
+test('loadConfig: read replicas from DATABASE_RO_URLS (or DATABASE_RO_URL), named by database', () => {
+  const base = 'postgres://app:pw@10.0.0.5:6432';
+  const many = loadConfig({ ...VALID, DATABASE_RO_URLS: ` ${base}/recete_ro_pg2\n${base}/recete_ro_pg3 ` });
+  assert.deepEqual(many.readReplicas, [
+    { name: 'recete_ro_pg2', url: `${base}/recete_ro_pg2` },
+    { name: 'recete_ro_pg3', url: `${base}/recete_ro_pg3` },
+  ]);
+  const one = loadConfig({ ...VALID, DATABASE_RO_URL: `${base}/recete_ro` });
+  assert.deepEqual(one.readReplicas.map((r) => r.name), ['recete_ro']);
+  // The primary's own URL (the old default of DATABASE_RO_URL) is no replica.
+  assert.deepEqual(loadConfig({ ...VALID, DATABASE_RO_URL: VALID.DATABASE_URL }).readReplicas, []);
+  assert.throws(() => loadConfig({ ...VALID, DATABASE_RO_URLS: `${base}/a ${base}/a` }), /DATABASE_RO_URLS names the database "a" twice/);
+  assert.throws(() => loadConfig({ ...VALID, DATABASE_RO_URLS: `mysql://x/y` }), /DATABASE_RO_URLS must start with postgres:\/\//);
+  assert.throws(() => loadConfig({ ...VALID, READ_MAX_LAG_MS: '-1' }), /READ_MAX_LAG_MS must be an integer/);
 });
 
 test('loadConfig: reports every problem at once', () => {

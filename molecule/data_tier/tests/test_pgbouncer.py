@@ -121,7 +121,11 @@ def test_entries_point_at_primary_and_replica(host):
     s = settings(host)
     hosts = {row[0]: row[1] for row in admin(host, "SHOW DATABASES")}
     assert hosts[s["pgbouncer_rw_name"]] == address_of(member("primary")[0])
-    assert hosts[s["pgbouncer_ro_name"]] == address_of((member("replica") or member("primary"))[0])
+    replicas = member("replica")
+    assert hosts[s["pgbouncer_ro_name"]] == ",".join(address_of(r) for r in replicas or member("primary"))
+    # Each replica has its own entry, for the app's read pool.
+    for replica in replicas:
+        assert hosts[f'{s["pgbouncer_ro_name"]}_{replica}'] == address_of(replica)
 
 
 def test_file_limit_fits_max_client_conn(host):
@@ -129,7 +133,8 @@ def test_file_limit_fits_max_client_conn(host):
     with host.sudo():
         limits = host.file(f"/proc/{main_pid(host)}/limits").content_string
     soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
-    needed = int(s["pgbouncer_max_client_conn"]) + 2 * int(s["pgbouncer_default_pool_size"])
+    entries = 2 + len(member("replica"))
+    needed = int(s["pgbouncer_max_client_conn"]) + entries * int(s["pgbouncer_default_pool_size"])
     assert soft >= needed
 
 

@@ -152,6 +152,26 @@ def wait_for(predicate, timeout, interval=1.0):
     pytest.fail("timed out after %s s; last: %r" % (timeout, last))
 
 
+def replicas():
+    return [n for n in group("postgres") if lab_host(n).ansible.get_variables().get("postgresql_member_role") == "replica"]
+
+
+def read_entry(replica):
+    """The replica's PgBouncer entry, as the app names it in /ready and its metrics."""
+    return "recete_ro_" + replica
+
+
+def all_api_endpoints():
+    return [(name, end) for name in group("api") for end in api_endpoints(lab_host(name))]
+
+
+def reads_by_target(h, address, port):
+    """recete_db_reads_total of one instance, {target: count}."""
+    text = h.check_output("curl -sf http://%s:%d/metrics" % (address, port))
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'^recete_db_reads_total\{target="([^"]+)"\} (\S+)$', text, re.M)}
+
+
 # --- per host -------------------------------------------------------------------
 
 def test_instances_enabled_and_running(host):
@@ -210,7 +230,8 @@ def test_api_instances_ready(host):
         status, body = curl(host, "GET", "http://%s:%d/ready" % (address, port))
         assert status == 200, body
         assert body["status"] == "ready"
-        assert body["checks"] == {"postgres": "ok", "postgres_ro": "ok", "redis": "ok"}
+        assert body["checks"] == {"postgres": "ok", "redis": "ok", "read_pool": "ok"}, body
+        assert body["replicas"] == {read_entry(r): "ok" for r in replicas()}, body
         status, body = curl(host, "GET", "http://%s:%d/health" % (address, port))
         assert status == 200 and body["instance"].endswith(":%d" % port)
 
@@ -293,3 +314,143 @@ def test_ready_follows_redis():
 
 def test_ready_follows_pgbouncer():
     outage("pgbouncer", group("pgbouncer"), "postgres")
+
+
+def ready_everywhere(expect_replica_state):
+    """/ready of every API instance: 200, and each replica's state matching."""
+    states = {}
+    for name, (address, port) in all_api_endpoints():
+        status, body = curl(lab_host(name), "GET", "http://%s:%d/ready" % (address, port))
+        states["%s:%d" % (name, port)] = (status, body.get("replicas") if isinstance(body, dict) else body)
+    ok = all(status == 200 and all(expect_replica_state(r, state) for r, state in (reps or {}).items())
+             for status, reps in states.values())
+    return ok, states
+
+
+def test_reads_spread_over_every_replica():
+    """Reads of each API instance are served by every replica in turn."""
+    item_host, (address, port) = first_api()
+    _, item = curl(item_host, "POST", "http://%s:%d/items" % (address, port), {"name": "spread"})
+    for name, (address, port) in all_api_endpoints():
+        h = lab_host(name)
+        wait_status(h, "GET", "http://%s:%d/items/%s" % (address, port, item["id"]), 200, timeout=10, interval=0.5)
+        before = reads_by_target(h, address, port)
+        for _ in range(10):
+            assert curl(h, "GET", "http://%s:%d/items/%s" % (address, port, item["id"]))[0] == 200
+        after = reads_by_target(h, address, port)
+        served = {t: after.get(t, 0) - before.get(t, 0) for t in after}
+        for replica in replicas():
+            assert served.get(read_entry(replica), 0) >= 4, (name, port, served)
+        assert served.get("primary", 0) == 0, (name, port, served)
+
+
+def read_stream(endpoints, item_id, stop, results):
+    """A reader that does not resend: one request per connection, every non-200 counted."""
+    import urllib.request
+    i = 0
+    while not stop.is_set():
+        address, port = endpoints[i % len(endpoints)]
+        i += 1
+        try:
+            with urllib.request.urlopen("http://%s:%d/items/%s" % (address, port, item_id), timeout=5) as r:
+                results.append(r.status)
+        except Exception as exc:  # noqa: BLE001 - every failure counts, whatever it is
+            results.append(getattr(exc, "code", None) or type(exc).__name__)
+
+
+def test_replica_stopped_under_reads_fails_no_read_and_keeps_ready():
+    """A replica's PostgreSQL stopped under a read stream on every API instance:
+    no read fails, every instance stays ready (degraded read pool), and the
+    replica rejoins once started again."""
+    import threading
+    victim = replicas()[-1]
+    pg = lab_host(victim)
+    unit = "postgresql@%s-main" % pg.check_output("ls /etc/postgresql").split()[0]
+    item_host, (address, port) = first_api()
+    _, item = curl(item_host, "POST", "http://%s:%d/items" % (address, port), {"name": "survivor"})
+    endpoints = [end for _, end in all_api_endpoints()]
+    for address, port in endpoints:
+        wait_status(item_host, "GET", "http://%s:%d/items/%s" % (address, port, item["id"]), 200, timeout=10, interval=0.5)
+    stop, results = threading.Event(), []
+    readers = [threading.Thread(target=read_stream, args=(endpoints, item["id"], stop, results)) for _ in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        time.sleep(2)
+        pg.check_output("sudo systemctl stop %s" % unit)
+        states = wait_for(lambda: ready_everywhere(
+            lambda r, state: state.startswith("down") if r == read_entry(victim) else state == "ok"), timeout=20)
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+        pg.run("sudo systemctl start %s" % unit)
+    failed = [r for r in results if r != 200]
+    print("reads: %d, failed: %d; /ready while %s was down: %s" % (len(results), len(failed), victim, states))
+    assert len(results) > 100, len(results)
+    assert not failed, "%d of %d reads failed: %s" % (len(failed), len(results), sorted(set(map(str, failed))))
+    # PgBouncer retries a failed server login after server_login_retry (15 s).
+    wait_for(lambda: ready_everywhere(lambda r, state: state == "ok"), timeout=60)
+
+
+def request_stream(endpoints, item_id, stop, reads, writes):
+    """A client that does not resend: writes an item, reads an older one (a
+    replica may not show a new row yet), every failure counted."""
+    import urllib.request
+    i = 0
+    while not stop.is_set():
+        address, port = endpoints[i % len(endpoints)]
+        i += 1
+        base = "http://%s:%d/items" % (address, port)
+        try:
+            req = urllib.request.Request(base, data=json.dumps({"name": "pooler-drill"}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=5) as r:
+                writes.append(r.status)
+        except Exception as exc:  # noqa: BLE001 - every failure counts, whatever it is
+            writes.append(getattr(exc, "code", None) or type(exc).__name__)
+        try:
+            with urllib.request.urlopen("%s/%s" % (base, item_id), timeout=5) as r:
+                reads.append(r.status)
+        except Exception as exc:  # noqa: BLE001
+            reads.append(getattr(exc, "code", None) or type(exc).__name__)
+
+
+def test_pooler_host_stopped_under_load_the_app_keeps_serving():
+    """PgBouncer stopped on one pooler host under writes and reads on every API
+    instance: every instance stays ready, no read fails, and at most the writes
+    in flight on a closed connection do (one per client); then it comes back."""
+    import threading
+    poolers = group("pgbouncer")
+    if len(poolers) < 2:
+        pytest.skip("one PgBouncer host")
+    victim = lab_host(poolers[0])
+    endpoints = [end for _, end in all_api_endpoints()]
+    item_host, (address, port) = first_api()
+    _, item = curl(item_host, "POST", "http://%s:%d/items" % (address, port), {"name": "pooler-drill-read"})
+    for address, port in endpoints:
+        wait_status(item_host, "GET", "http://%s:%d/items/%s" % (address, port, item["id"]), 200, timeout=10, interval=0.5)
+    stop, reads, writes = threading.Event(), [], []
+    clients = [threading.Thread(target=request_stream, args=(endpoints, item["id"], stop, reads, writes))
+               for _ in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        time.sleep(2)
+        victim.check_output("sudo systemctl stop pgbouncer")
+        time.sleep(5)
+        ready, states = ready_everywhere(lambda r, state: True)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join()
+        victim.run("sudo systemctl start pgbouncer")
+    failed_reads = [r for r in reads if r != 200]
+    failed_writes = [w for w in writes if w != 201]
+    print("pooler %s stopped: %d of %d reads and %d of %d writes failed"
+          % (poolers[0], len(failed_reads), len(reads), len(failed_writes), len(writes)))
+    assert ready, states
+    assert len(reads) > 100, len(reads)
+    assert not failed_reads, sorted(set(map(str, failed_reads)))
+    assert len(failed_writes) <= len(clients), sorted(set(map(str, failed_writes)))
