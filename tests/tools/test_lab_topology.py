@@ -22,7 +22,7 @@ def test_default_topology_has_the_whole_stack():
     assert names == ["lb1", "api1", "api2", "worker1", "worker2", "redis1", "redis2",
                      "redis3", "pg1", "pg2", "pg3", "pgbouncer1", "pgbouncer2", "mon1"]
     by_name = {m.name: m for m in topo.machines}
-    assert by_name["mon1"].groups == ("monitoring",)
+    assert by_name["mon1"].groups == ("monitoring", "backup")
     assert by_name["redis2"].groups == ("redis", "sentinel")
     assert by_name["pg1"].vars == {"postgresql_member_role": "primary"}
     assert by_name["pg2"].vars == {"postgresql_member_role": "replica"}
