@@ -1,4 +1,5 @@
-"""Backups of PostgreSQL with pgBackRest (role recete.stack.pgbackrest) and restore.yml.
+"""Backups of PostgreSQL with pgBackRest (role recete.stack.pgbackrest) and restore.yml,
+and the off-host RDB copies of Redis (role recete.stack.redis_backup).
 
 On the lab: the repository host (group backup) holds a full backup and the
 WAL of every member, the timers are armed and their service runs, and the
@@ -114,3 +115,38 @@ def test_a_rerun_after_the_drill_changes_nothing():
     out = playbook("playbooks/backup.yml")
     changed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
     assert changed and not any(changed.values()), changed
+
+
+def redis_cli(name, args, user="admin"):
+    password = RUNNER.get_variables(name)["redis_admin_password"]
+    return on(name).check_output(f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning --user {user} {args}")
+
+
+def test_redis_rdb_copied_off_host_restores_the_data():
+    """A key written on the master is in the newest off-host copy: the copy,
+    loaded into a throwaway redis-server on a socket (the documented restore,
+    without touching the live servers), answers with it."""
+    master = next(n for n in RUNNER.get_hosts("redis") if redis_cli(n, "ROLE").splitlines()[0] == "master")
+    key, value = "bull:backup-drill:" + uuid.uuid4().hex[:8], uuid.uuid4().hex
+    redis_cli(master, f"SET {key} {value}")
+    repo = on(REPO)
+    repo.check_output("systemctl start recete-redis-backup.service")
+    copies = repo.check_output("ls -1t /var/lib/recete-redis-backup/").split()
+    assert copies and copies[0].startswith("dump-") and copies[0].endswith(".rdb"), copies
+    assert oct(repo.file("/var/lib/private/recete-redis-backup").mode) == "0o700"
+    scratch = "/tmp/recete-redis-restore"
+    repo.check_output(f"rm -rf {scratch} && mkdir -m 0700 {scratch} && cp /var/lib/recete-redis-backup/{copies[0]} {scratch}/dump.rdb")
+    repo.check_output(f"redis-server --port 0 --unixsocket {scratch}/redis.sock --dir {scratch} --dbfilename dump.rdb "
+                      f"--daemonize yes --pidfile {scratch}/redis.pid --save ''")
+    try:
+        got = ""
+        for _ in range(50):
+            got = repo.run(f"redis-cli -s {scratch}/redis.sock GET {key}").stdout.strip()
+            if got:
+                break
+            time.sleep(0.1)
+        assert got == value
+    finally:
+        repo.run(f"redis-cli -s {scratch}/redis.sock SHUTDOWN NOSAVE")
+        repo.run(f"rm -rf {scratch}")
+        redis_cli(master, f"DEL {key}")
