@@ -134,6 +134,13 @@ def test_redis_rdb_copied_off_host_restores_the_data():
     copies = repo.check_output("ls -1t /var/lib/recete-redis-backup/").split()
     assert copies and copies[0].startswith("dump-") and copies[0].endswith(".rdb"), copies
     assert oct(repo.file("/var/lib/private/recete-redis-backup").mode) == "0o700"
+    # Pulled from a replica: no Sentinel takes the backup host for a replica.
+    repo_address = RUNNER.get_variables(REPO)["ansible_host"]
+    for name in RUNNER.get_hosts("sentinel"):
+        password = RUNNER.get_variables(name)["redis_sentinel_password"]
+        replicas = on(name).check_output(
+            f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning -p 26379 SENTINEL replicas recete")
+        assert repo_address not in replicas, (name, replicas)
     scratch = "/tmp/recete-redis-restore"
     repo.check_output(f"rm -rf {scratch} && mkdir -m 0700 {scratch} && cp /var/lib/recete-redis-backup/{copies[0]} {scratch}/dump.rdb")
     repo.check_output(f"redis-server --port 0 --unixsocket {scratch}/redis.sock --dir {scratch} --dbfilename dump.rdb "
