@@ -79,7 +79,10 @@ class Sampler(threading.Thread):
             t = time.monotonic() - self.t0
             try:
                 cpu = self.prom.value("recete:api_cpu_utilisation:avg")
-                up = self.prom.value('count(up{job="recete_api"} == 1)')
+                # Instances that run: Prometheus' API targets, which follow what runs (the
+                # engine rewrites them on every scale). Not `up == 1`: one scrape that timed
+                # out on a CPU-bound instance would count as an instance gone.
+                up = self.prom.value('count(up{job="recete_api"})')
                 desired = self.prom.value('recete_autoscaler_replicas{tier="api", kind="desired"}')
                 proposal = self.prom.value('recete_autoscaler_replicas{tier="api", kind="proposal"}')
             except Exception:  # a failed scrape of the sampler is a gap, not a failure of the stack
@@ -271,7 +274,7 @@ def main():
     events = [("%d->%d" % (d["current"], d["desired"]), d["epoch"] - result["epoch0"])
               for d in result["scale_outs"] + result["scale_ins"]]
     gauges = [("CPU / budget (avg)", [(r.t, r.cpu) for r in result["rows"] if r.cpu is not None], "left"),
-              ("instances up", [(r.t, r.up) for r in result["rows"] if r.up is not None], "right"),
+              ("instances", [(r.t, r.up) for r in result["rows"] if r.up is not None], "right"),
               ("autoscaler desired", [(r.t, r.desired) for r in result["rows"] if r.desired is not None], "right")]
     _plot.write(args, "autoscale_ramp", _plot.samples_to_rows(load.samples(), end=load.ended), load.phases(),
                 events, note="GET /score?events=%d: %g -> %g -> %g req/s, CPU budget %.2f core, window %d s"
