@@ -230,22 +230,7 @@ export class Stack {
   }
 
   async startPgReplica() {
-    this.pgReplica = this.#track(
-      new Proc(
-        'postgres-replica',
-        path.join(this.pgBin, 'postgres'),
-        [
-          '-D', path.join(this.dir, 'pgreplica'),
-          '-c', 'listen_addresses=127.0.0.1',
-          '-c', `port=${this.pgReplicaPort}`,
-          '-c', `unix_socket_directories=${this.runDir}`,
-          '-c', 'fsync=off',
-          '-c', 'shared_buffers=32MB',
-          '-c', 'max_connections=60',
-        ],
-        { ...this.user, env: { PATH: process.env.PATH, LC_ALL: 'C' } },
-      ),
-    );
+    this.pgReplica = this.#track(this.#postgresProc('postgres-replica', 'pgreplica', this.pgReplicaPort, ['fsync=off']));
     await waitUntil(async () => {
       if (!this.pgReplica.running) throw new Error(`postgres replica exited\n${this.pgReplica.tail()}`);
       const { rows } = await this.replicaQuery('SELECT pg_is_in_recovery() AS r');
@@ -259,42 +244,35 @@ export class Stack {
   }
 
   /** Superuser query on the replica, over its socket. */
-  async replicaQuery(sql, params = []) {
-    const client = new pg.Client({ host: this.runDir, port: this.pgReplicaPort, user: 'postgres', database: 'postgres' });
-    await client.connect();
-    try {
-      return await client.query(sql, params);
-    } finally {
-      await client.end();
+  replicaQuery(sql, params = []) {
+    return this.#superuserQuery(this.pgReplicaPort, sql, params, 'postgres');
+  }
+
+  /** One postgres server of this stack: its data directory under the temp dir, its port, settings. */
+  #postgresProc(name, dataDir, port, settings) {
+    const args = ['-D', path.join(this.dir, dataDir)];
+    for (const setting of ['listen_addresses=127.0.0.1', `port=${port}`, `unix_socket_directories=${this.runDir}`,
+      ...settings, 'shared_buffers=32MB', 'max_connections=60']) {
+      args.push('-c', setting);
     }
+    return new Proc(name, path.join(this.pgBin, 'postgres'), args, { ...this.user, env: { PATH: process.env.PATH, LC_ALL: 'C' } });
   }
 
   startPostgres() {
-    this.postgres = this.#track(
-      new Proc(
-        'postgres',
-        path.join(this.pgBin, 'postgres'),
-        [
-          '-D', path.join(this.dir, 'pgdata'),
-          '-c', 'listen_addresses=127.0.0.1',
-          '-c', `port=${this.pgPort}`,
-          '-c', `unix_socket_directories=${this.runDir}`,
-          // Throwaway test cluster: durability off for speed (benchmarks
-          // of write paths ask for production settings).
-          '-c', `fsync=${this.durable ? 'on' : 'off'}`,
-          '-c', `synchronous_commit=${this.durable ? 'on' : 'off'}`,
-          '-c', `full_page_writes=${this.durable ? 'on' : 'off'}`,
-          '-c', 'shared_buffers=32MB',
-          '-c', 'max_connections=60',
-        ],
-        { ...this.user, env: { PATH: process.env.PATH, LC_ALL: 'C' } },
-      ),
-    );
+    // Throwaway test cluster: durability off for speed (benchmarks of write
+    // paths ask for production settings).
+    const durability = this.durable ? 'on' : 'off';
+    this.postgres = this.#track(this.#postgresProc('postgres', 'pgdata', this.pgPort,
+      [`fsync=${durability}`, `synchronous_commit=${durability}`, `full_page_writes=${durability}`]));
   }
 
   /** Superuser query over the Unix socket, bypassing PgBouncer. */
-  async adminQuery(sql, params = [], database = 'postgres') {
-    const client = new pg.Client({ host: this.runDir, port: this.pgPort, user: 'postgres', database });
+  adminQuery(sql, params = [], database = 'postgres') {
+    return this.#superuserQuery(this.pgPort, sql, params, database);
+  }
+
+  async #superuserQuery(port, sql, params, database) {
+    const client = new pg.Client({ host: this.runDir, port, user: 'postgres', database });
     await client.connect();
     try {
       return await client.query(sql, params);

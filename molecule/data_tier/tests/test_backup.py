@@ -11,15 +11,17 @@ the backup playbook afterwards changes nothing.
 import json
 import os
 import re
-import subprocess
+import sys
 import time
 import uuid
 
-import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
+playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 REPO = RUNNER.get_hosts("backup")[0]
 PRIMARY = [h for h in RUNNER.get_hosts("postgres") if RUNNER.get_variables(h).get("postgresql_member_role") == "primary"][0]
@@ -31,7 +33,7 @@ testinfra_hosts = [REPO]
 
 
 def on(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+    return lab_host(INVENTORY, name)
 
 
 def pgbackrest(args):
@@ -44,14 +46,6 @@ def backups():
 
 def primary_sql(sql):
     return on(PRIMARY).check_output(f"runuser -u postgres -- psql -d {DB} -XAtc \"{sql}\"")
-
-
-def playbook(path, *extra):
-    run = subprocess.run(["ansible-playbook", "-i", INVENTORY, os.path.join(PROJECT, path), *extra],
-                         capture_output=True, text=True, cwd=PROJECT, timeout=900)
-    out = run.stdout + "\n" + run.stderr
-    assert run.returncode == 0, f"rc={run.returncode}\n{out[-6000:]}"
-    return out
 
 
 def test_a_full_backup_and_archiving_that_works():
@@ -113,7 +107,7 @@ def test_point_in_time_restore_to_one_second_before_a_dropped_table():
 
 def test_a_rerun_after_the_drill_changes_nothing():
     out = playbook("playbooks/backup.yml")
-    changed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    changed = changed_per_host(out)
     assert changed and not any(changed.values()), changed
 
 

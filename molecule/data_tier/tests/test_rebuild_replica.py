@@ -1,16 +1,17 @@
 """rebuild_replica.yml: a replica rebuilt from the primary streams again, and a
 re-run of postgresql.yml afterwards changes nothing."""
 import os
-import re
-import subprocess
+import sys
 import time
 import uuid
 
-import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
+playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 MEMBERS = RUNNER.get_hosts("postgres")
 PRIMARY = [h for h in MEMBERS if RUNNER.get_variables(h).get("postgresql_member_role") == "primary"][0]
@@ -19,19 +20,11 @@ testinfra_hosts = [REPLICA]
 
 
 def on(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+    return lab_host(INVENTORY, name)
 
 
 def sql(name, query, db="recete"):
     return on(name).check_output(f"runuser -u postgres -- psql -d {db} -XAtc \"{query}\"")
-
-
-def playbook(path, *extra):
-    run = subprocess.run(["ansible-playbook", "-i", INVENTORY, os.path.join(PROJECT, path), *extra],
-                         capture_output=True, text=True, cwd=PROJECT, timeout=900)
-    out = run.stdout + "\n" + run.stderr
-    assert run.returncode == 0, f"rc={run.returncode}\n{out[-6000:]}"
-    return out
 
 
 def test_a_rebuilt_replica_streams_again_and_a_rerun_changes_nothing():
@@ -50,5 +43,5 @@ def test_a_rebuilt_replica_streams_again_and_a_rerun_changes_nothing():
     streaming = sql(PRIMARY, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'", db="postgres")
     assert REPLICA.replace("-", "_") in streaming.split(), streaming
     out = playbook("playbooks/postgresql.yml")
-    changed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    changed = changed_per_host(out)
     assert changed and not any(changed.values()), changed

@@ -3,15 +3,16 @@ from the others, every Sentinel then counts the same peers and replicas (no
 duplicate of the rebuilt one), the quorum holds, and a re-run of redis.yml
 changes nothing."""
 import os
-import re
-import subprocess
+import sys
 import time
 
-import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
+playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 SENTINELS = RUNNER.get_hosts("sentinel")
 VICTIM = SENTINELS[-1]
@@ -19,7 +20,7 @@ testinfra_hosts = [VICTIM]
 
 
 def on(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+    return lab_host(INVENTORY, name)
 
 
 def sentinel(name, args):
@@ -31,14 +32,6 @@ def view(name):
     fields = sentinel(name, "SENTINEL master recete").splitlines()
     info = dict(zip(fields[::2], fields[1::2]))
     return info["ip"], int(info["num-other-sentinels"]), int(info["num-slaves"])
-
-
-def playbook(path, *extra):
-    run = subprocess.run(["ansible-playbook", "-i", INVENTORY, os.path.join(PROJECT, path), *extra],
-                         capture_output=True, text=True, cwd=PROJECT, timeout=900)
-    out = run.stdout + "\n" + run.stderr
-    assert run.returncode == 0, f"rc={run.returncode}\n{out[-6000:]}"
-    return out
 
 
 def test_a_rebuilt_sentinel_joins_the_others_and_a_rerun_changes_nothing():
@@ -57,5 +50,5 @@ def test_a_rebuilt_sentinel_joins_the_others_and_a_rerun_changes_nothing():
     assert all(v == expected for v in views.values()), (expected, views)
     assert sentinel(VICTIM, "SENTINEL ckquorum recete").startswith("OK")
     out = playbook("playbooks/redis.yml")
-    changed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", out, re.M)}
+    changed = changed_per_host(out)
     assert changed and not any(changed.values()), changed

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -21,6 +20,8 @@ RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 LBS = RUNNER.get_hosts("lb")
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 from _lab import OpenLoop  # noqa: E402  (bench/ holds the one load generator)
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
 
 pytestmark = pytest.mark.skipif(len(LBS) < 2, reason="one load balancer")
 # The lab's floating address: .250 of the first load balancer's /24 (inventories/lab/group_vars/all/lb.yml).
@@ -31,7 +32,7 @@ DETECTION_BOUND = 3 * ADVERT + 1.0
 
 
 def on(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+    return lab_host(INVENTORY, name)
 
 
 def holders():
@@ -113,12 +114,7 @@ def test_losing_the_holder_under_load_moves_the_address():
 
 
 def test_a_rerun_after_the_drills_changes_nothing():
-    import re
-    import subprocess
-    run = subprocess.run(["ansible-playbook", "-i", INVENTORY, os.path.join(PROJECT, "playbooks", "lb.yml")],
-                         capture_output=True, text=True, cwd=PROJECT, timeout=900)
-    assert run.returncode == 0, run.stdout[-4000:]
-    changed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", run.stdout, re.M)}
+    changed = changed_per_host(Playbooks(INVENTORY, PROJECT)("playbooks/lb.yml"))
     assert set(changed) >= set(LBS) and not any(changed.values()), changed
     assert len(holders()) == 1, holders()
 
