@@ -12,7 +12,7 @@ in_root() { chroot "$root" "$@"; }
 # can enable exactly what a machine needs and an unconfigured machine runs
 # nothing. apt's timers would run `apt-get update` behind the roles' backs
 # and hold the dpkg lock, so they go too.
-for unit in nginx keepalived redis-server redis-sentinel postgresql pgbouncer chrony \
+for unit in nginx keepalived redis-server redis-sentinel postgresql pgbouncer chrony etcd patroni \
             prometheus prometheus-alertmanager prometheus-node-exporter \
             prometheus-nginx-exporter prometheus-redis-exporter \
             prometheus-postgres-exporter \

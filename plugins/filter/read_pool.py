@@ -14,15 +14,24 @@ from ansible.errors import AnsibleFilterError
 
 def read_hosts(groups, hostvars, pgbouncer_group="pgbouncer", postgresql_group="postgres"):
     """The hosts behind the read entries, as the pgbouncer role sees them: the
-    first pooler's pgbouncer_ro_hosts, else every replica of the PostgreSQL group."""
+    first pooler's pgbouncer_ro_hosts, else every replica of the PostgreSQL group
+    (every member when PgBouncer follows Patroni)."""
     poolers = list(groups.get(pgbouncer_group) or [])
     pooler_vars = hostvars[poolers[0]] if poolers else {}
     explicit = list(pooler_vars.get("pgbouncer_ro_hosts") or [])
     if explicit:
         return explicit
     group = pooler_vars.get("pgbouncer_postgresql_group") or postgresql_group
+    if _true(pooler_vars.get("pgbouncer_follow_patroni", pooler_vars.get("postgresql_patroni", False))):
+        # Under Patroni any member may lead tomorrow: every one gets an entry, and the
+        # app's read pool leaves out whichever is not in recovery.
+        return list(groups.get(group) or [])
     return [host for host in groups.get(group) or []
             if hostvars[host].get("postgresql_member_role") == "replica"]
+
+
+def _true(value):
+    return value is True or str(value).strip().lower() in ("true", "yes", "on", "1")
 
 
 def read_entries(hosts, prefix):

@@ -21,6 +21,17 @@ def changed_per_host(out):
     return {host: int(n) for host, n in RECAP.findall(out)}
 
 
+def changed_tasks(out):
+    """[(task, host)] of every "changed:" line, for the message of a failed idempotence check."""
+    found, task = [], None
+    for line in out.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: ["):
+            found.append((task, line[len("changed: ["):].split("]", 1)[0]))
+    return found
+
+
 def lab_host(inventory, name):
     """A testinfra host of the lab, commands run with sudo."""
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}", sudo=True)

@@ -121,11 +121,13 @@ def test_entries_point_at_primary_and_replica(host):
     s = settings(host)
     hosts = {row[0]: row[1] for row in admin(host, "SHOW DATABASES")}
     assert hosts[s["pgbouncer_rw_name"]] == address_of(member("primary")[0])
-    replicas = member("replica")
-    assert hosts[s["pgbouncer_ro_name"]] == ",".join(address_of(r) for r in replicas or member("primary"))
-    # Each replica has its own entry, for the app's read pool.
-    for replica in replicas:
-        assert hosts[f'{s["pgbouncer_ro_name"]}_{replica}'] == address_of(replica)
+    # Under Patroni any member may lead tomorrow: every member reads (the app's read
+    # pool skips the leader), and the rw entry follows the leader (test_patroni.py).
+    readers = POSTGRES_HOSTS if s.get("postgresql_patroni") is True else member("replica")
+    assert hosts[s["pgbouncer_ro_name"]] == ",".join(address_of(r) for r in readers or member("primary"))
+    # Each reader has its own entry, for the app's read pool.
+    for reader in readers:
+        assert hosts[f'{s["pgbouncer_ro_name"]}_{reader}'] == address_of(reader)
 
 
 def test_file_limit_fits_max_client_conn(host):
@@ -153,9 +155,11 @@ def test_write_through_rw_is_read_through_ro(host):
         time.sleep(0.5)
     else:
         pytest.fail(f"row not readable through {s['pgbouncer_ro_name']}: {result.stderr}")
-    if member("replica"):
-        refused = app_sql(host, s["pgbouncer_ro_name"], "INSERT INTO recete_pgbouncer_check (token) VALUES ('x')")
-        assert "read-only transaction" in refused.stderr
+    # The read entries refuse writes whatever server they reach (the primary too).
+    for entry in [s["pgbouncer_ro_name"]] + [f'{s["pgbouncer_ro_name"]}_{m}' for m in POSTGRES_HOSTS
+                                             if s.get("postgresql_patroni") is True]:
+        refused = app_sql(host, entry, "INSERT INTO recete_pgbouncer_check (token) VALUES ('x')")
+        assert "read-only transaction" in refused.stderr, (entry, refused.stdout, refused.stderr)
 
 
 def test_reload_applies_pool_size_online(host):

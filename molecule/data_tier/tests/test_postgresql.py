@@ -67,7 +67,9 @@ def sql(host, query, db="postgres"):
 
 def test_server_runs_on_debians_cluster(host):
     assert host.package(f"postgresql-{VERSION}").is_installed
-    service = host.service(f"postgresql@{VERSION}-main")
+    # Under Patroni, Patroni's instance of Debian's cluster runs it (test_patroni.py).
+    patroni = settings(host).get("postgresql_patroni") is True
+    service = host.service(f"patroni@{VERSION}-main" if patroni else f"postgresql@{VERSION}-main")
     assert service.is_running
     assert service.is_enabled
 
@@ -133,9 +135,13 @@ def test_primary_streams_to_every_replica(host):
 def test_replica_keeps_its_password_out_of_the_data_directory(host):
     if member_role(host) != "replica":
         pytest.skip("replica only")
+    # primary_conninfo: pg_basebackup -R's in postgresql.auto.conf, or under Patroni its
+    # own postgresql.conf in Debian's configuration directory, each with a passfile.
+    patroni = settings(host).get("postgresql_patroni") is True
     with host.sudo():
-        auto = host.file(f"{DATA_DIR}/postgresql.auto.conf").content_string
-        pgpass = host.file("/var/lib/postgresql/.pgpass")
+        auto = host.file(f"/etc/postgresql/{VERSION}/main/postgresql.conf" if patroni
+                         else f"{DATA_DIR}/postgresql.auto.conf").content_string
+        pgpass = host.file(f"/var/lib/postgresql/{VERSION}-main.pgpass" if patroni else "/var/lib/postgresql/.pgpass")
         assert pgpass.mode == 0o600
         assert pgpass.user == "postgres"
     assert "passfile=" in auto

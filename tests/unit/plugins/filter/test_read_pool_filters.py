@@ -26,6 +26,14 @@ def test_the_pooler_s_postgresql_group_and_explicit_hosts_win():
     assert read_hosts(GROUPS, hostvars) == ["ro.example.net"]
 
 
+@pytest.mark.parametrize("pooler", [{"postgresql_patroni": True}, {"pgbouncer_follow_patroni": "True"}])
+def test_under_patroni_every_member_reads_whatever_the_inventory_says_leads(pooler):
+    # Any member may lead after a failover; the app's read pool skips the one not in recovery.
+    assert read_hosts(GROUPS, dict(HOSTVARS, pgb1=pooler)) == ["pg1", "pg2", "pg3"]
+    assert read_hosts(GROUPS, dict(HOSTVARS, pgb1={"postgresql_patroni": True, "pgbouncer_follow_patroni": False})) \
+        == ["pg2", "pg3"]
+
+
 def test_no_replica_and_no_pooler_mean_no_read_host():
     assert read_hosts({"postgres": ["pg1"]}, HOSTVARS) == []
     assert read_hosts({}, {}) == []
