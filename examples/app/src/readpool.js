@@ -125,14 +125,17 @@ export class ReadPool {
         replica.name,
       );
       if (!rows[0].recovery) {
-        Object.assign(replica, { healthy: false, state: 'not a replica (not in recovery)', lagMs: null });
+        // The member that leads (under Patroni every member has an entry, and
+        // a failover moves the lead): not read from, and not a missing replica.
+        Object.assign(replica, { healthy: false, leads: true, state: 'primary (not read from)', lagMs: null });
       } else {
+        replica.leads = false;
         const lagMs = replicaLagMs(this.samples, parseLsn(rows[0].lsn), now);
         const healthy = lagMs <= this.maxLagMs;
         Object.assign(replica, { healthy, lagMs, state: healthy ? 'ok' : `lag ${(lagMs / 1000).toFixed(1)} s` });
       }
     } catch (err) {
-      Object.assign(replica, { healthy: false, state: `down: ${err.message}`, lagMs: null });
+      Object.assign(replica, { healthy: false, leads: false, state: `down: ${err.message}`, lagMs: null });
     }
     this.onLag?.(replica.name, replica.lagMs === null ? NaN : replica.lagMs / 1000);
     if (was !== replica.healthy) {
@@ -173,13 +176,15 @@ export class ReadPool {
     return result;
   }
 
-  /** For /ready: ok when every replica is healthy (or there is none). */
+  /** For /ready: ok when every replica is healthy (or there is none); an entry
+   * that leads is not counted as a replica. */
   status() {
-    const healthy = this.replicas.filter((r) => r.healthy).length;
+    const members = this.replicas.filter((r) => !r.leads);
+    const healthy = members.filter((r) => r.healthy).length;
     const replicas = Object.fromEntries(this.replicas.map((r) => [r.name, r.state]));
-    if (healthy === this.replicas.length) return { ok: true, summary: 'ok', replicas };
+    if (healthy === members.length) return { ok: true, summary: 'ok', replicas };
     const fallback = healthy === 0 ? '; reads go to the primary' : '';
-    return { ok: false, summary: `degraded: ${healthy} of ${this.replicas.length} replicas healthy${fallback}`, replicas };
+    return { ok: false, summary: `degraded: ${healthy} of ${members.length} replicas healthy${fallback}`, replicas };
   }
 
   async end() {

@@ -69,6 +69,24 @@ describe('read pool logic', () => {
     await assert.rejects(pool.query('SELEC 1'), /syntax/);
     assert.deepEqual(served, ['primary'], 'a query fault is not repeated');
   });
+
+  test('an entry that leads (not in recovery) is skipped without degrading the pool', async () => {
+    const member = (recovery) => ({ query: async () => ({ rows: [{ recovery, lsn: '0/10' }] }), end: async () => {} });
+    const pool = new ReadPool({
+      replicas: [{ name: 'pg1', pool: member(false) }, { name: 'pg2', pool: member(true) }, { name: 'pg3', pool: member(true) }],
+      primary: member(false),
+    });
+    await pool.check();
+    assert.deepEqual(pool.replicas.map((r) => r.healthy), [false, true, true]);
+    assert.deepEqual(pool.status(), {
+      ok: true,
+      summary: 'ok',
+      replicas: { pg1: 'primary (not read from)', pg2: 'ok', pg3: 'ok' },
+    });
+    pool.replicas[2].pool = { query: async () => { throw Object.assign(new Error('gone'), { code: 'ECONNREFUSED' }); } };
+    await pool.check();
+    assert.equal(pool.status().summary, 'degraded: 1 of 2 replicas healthy');
+  });
 });
 
 describe('read pool on a real streaming replica', () => {

@@ -207,7 +207,9 @@ def test_alerts_fire_when_their_cause_is_real(prom):
             on(w).check_output("systemctl stop %s" % " ".join(units[w]))
         for i in range(10):
             assert send(lb, "POST", "/jobs", {"type": "sum", "data": {"values": [i, 2]}})[0] == 202
-        on("pg2").check_output("sudo -u postgres psql -qAtc 'SELECT pg_wal_replay_pause()'")
+        # Replay stopped (the startup process frozen) while WAL still arrives: lag grows.
+        # pg_wal_replay_pause() would not do: Patroni resumes a paused replay.
+        on("pg2").check_output("sudo pkill -STOP -f '^postgres: .*startup'")
         writer.start()
         on(api_host).check_output(f"systemctl stop {api_unit}")
         start = time.monotonic()
@@ -226,7 +228,7 @@ def test_alerts_fire_when_their_cause_is_real(prom):
     finally:
         stop.set()
         on(api_host).run(f"systemctl start {api_unit}")
-        on("pg2").run("sudo -u postgres psql -qAtc 'SELECT pg_wal_replay_resume()'")
+        on("pg2").run("sudo pkill -CONT -f '^postgres: .*startup'")
         for w in workers:
             on(w).run("systemctl start %s" % " ".join(units[w]))
     # Restored: the queue drains and every target is up again.
