@@ -1,0 +1,78 @@
+"""Bad requests are refused on the controller, before any host is contacted.
+
+The inventory's hosts are in TEST-NET-1 (192.0.2.0/24, RFC 5737): nothing
+answers there, so a playbook that tried to connect would print UNREACHABLE
+(after a 2 s connect timeout) instead of the message that names the mistake.
+"""
+import os
+import subprocess
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOSTS = {
+    "lb": ["lb1"], "api": ["api1", "api2"], "worker": ["worker1"],
+    "postgres": ["pg1"], "pgbouncer": ["pgbouncer1"], "redis": ["redis1"], "sentinel": ["redis1"],
+}
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    addresses = {}
+    children = {}
+    for group, names in HOSTS.items():
+        for name in names:
+            addresses.setdefault(name, "192.0.2.%d" % (len(addresses) + 10))
+        children[group] = {"hosts": {name: {"ansible_host": addresses[name]} for name in names}}
+    path = tmp_path_factory.mktemp("unreachable") / "hosts.yml"
+    path.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_ssh_common_args": "-o ConnectTimeout=2", "app_release_artifact_dir": "/nonexistent"},
+        "children": children}}))
+    return str(path)
+
+
+def run(inventory, playbook, *args):
+    proc = subprocess.run(["ansible-playbook", "-i", inventory, playbook, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1"))
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+@pytest.mark.parametrize("playbook", ["scale.yml", "site.yml"])
+@pytest.mark.parametrize("assignment,message", [
+    ("api_replicas=-1", "api_replicas must be at least 1, got -1"),
+    ("api_replicas=abc", "api_replicas must be a whole number, got 'abc'"),
+    ("api_replicas=1.5", "api_replicas must be a whole number, got '1.5'"),
+    ("api_replicas=5.0", "api_replicas must be a whole number, got '5.0'"),
+    ("api_replicas=1e3", "api_replicas must be a whole number, got '1e3'"),
+    ("api_replicas=100000", "api_replicas=100000 exceeds the capacity of the hosts"),
+    ("worker_replicas=-3", "worker_replicas must be at least 0, got -3"),
+])
+def test_a_bad_count_is_refused_without_contacting_a_host(inventory, playbook, assignment, message):
+    rc, out = run(inventory, playbook, "-e", assignment)
+    assert rc == 2, out[-2000:]
+    assert message in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("playbook,args,message", [
+    ("scale.yml", ["-e", "api_replicas=5", "--limit", "api"], "scale.yml takes no --limit (got --limit api)"),
+    ("scale.yml", ["-e", "worker_replicas=2", "--limit", "worker1"], "scale.yml takes no --limit (got --limit worker1)"),
+    ("deploy.yml", ["-e", "app_version=1.0.1", "--limit", "lb"], "deploy.yml takes no --limit (got --limit lb)"),
+    ("rollback.yml", ["--limit", "api1"], "rollback.yml takes no --limit (got --limit api1)"),
+    ("site.yml", ["--limit", "api2"], "--limit api2 selects api2 of the app tier"),
+])
+def test_a_limit_that_cuts_the_rolling_change_is_refused(inventory, playbook, args, message):
+    rc, out = run(inventory, playbook, *args)
+    assert rc == 2, out[-2000:]
+    assert message in out and "Nothing was changed" in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+def test_a_limit_to_the_data_tier_passes_the_check(inventory):
+    # site.yml --limit pg1 is allowed: the check passes and the run goes on to
+    # contact pg1, which (here) is unreachable - the proof the check let it through.
+    rc, out = run(inventory, "site.yml", "--limit", "pg1")
+    assert "selects" not in out and "takes no --limit" not in out, out[-2000:]
+    assert rc != 0 and "UNREACHABLE" in out, out[-2000:]
