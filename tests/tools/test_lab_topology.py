@@ -19,7 +19,7 @@ def parse(data):
 def test_default_topology_has_the_whole_stack():
     topo = topology.load("default")
     names = [m.name for m in topo.machines]
-    assert names == ["lb1", "api1", "api2", "worker1", "worker2", "redis1", "redis2",
+    assert names == ["lb1", "lb2", "api1", "api2", "worker1", "worker2", "redis1", "redis2",
                      "redis3", "pg1", "pg2", "pg3", "pgbouncer1", "pgbouncer2", "mon1"]
     by_name = {m.name: m for m in topo.machines}
     assert by_name["mon1"].groups == ("monitoring", "backup")
