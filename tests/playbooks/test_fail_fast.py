@@ -76,3 +76,37 @@ def test_a_limit_to_the_data_tier_passes_the_check(inventory):
     rc, out = run(inventory, "site.yml", "--limit", "pg1")
     assert "selects" not in out and "takes no --limit" not in out, out[-2000:]
     assert rc != 0 and "UNREACHABLE" in out, out[-2000:]
+
+
+@pytest.fixture(scope="module")
+def lab_inventory(tmp_path_factory, inventory):
+    """The unreachable hosts with the lab's settings and secrets (good ones)."""
+    path = tmp_path_factory.mktemp("unreachable-lab")
+    (path / "hosts.yml").write_text(open(inventory, encoding="utf-8").read())
+    (path / "group_vars").symlink_to(os.path.join(REPO, "inventories", "lab", "group_vars"))
+    return str(path / "hosts.yml")
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"redis_app_password": "CHANGE-ME"}, "redis_app_password (redis1) is a placeholder"),
+    ({"postgresql_app_password": "too-short"}, "postgresql_app_password (pg1) is shorter than 16 characters"),
+    ({"postgresql_rewind_password": "a-block-scalar-secret\n"}, "postgresql_rewind_password (pg1) holds a line break"),
+    ({"pgbouncer_stats_password": "lab-pgbouncer-admin-password"},
+     "pgbouncer_stats_password (pgbouncer1) has the same value as pgbouncer_admin_password"),
+])
+def test_a_bad_secret_is_refused_without_contacting_a_host(lab_inventory, extra, message):
+    import json
+    rc, out = run(lab_inventory, "site.yml", "-e", json.dumps(extra))
+    assert rc == 2, out[-2000:]
+    assert message in out and "Nothing was changed" in out, out[-2000:]
+    assert list(extra.values())[0].strip() not in out, "a secret's value was printed"
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+def test_the_lab_secrets_pass_and_the_example_placeholders_do_not(lab_inventory):
+    rc, out = run(lab_inventory, "site.yml")
+    # Past every check, the first play contacts the hosts: unreachable here.
+    assert "Nothing was changed" not in out and "UNREACHABLE" in out, out[-2000:]
+    rc, out = run(os.path.join(REPO, "inventories", "example", "hosts.yml"), "site.yml")
+    assert rc == 2 and "redis_admin_password (redis-1.example.internal) is a placeholder" in out, out[-2000:]
+    assert "UNREACHABLE" not in out, out[-2000:]
