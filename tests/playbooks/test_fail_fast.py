@@ -110,3 +110,34 @@ def test_the_lab_secrets_pass_and_the_example_placeholders_do_not(lab_inventory)
     rc, out = run(os.path.join(REPO, "inventories", "example", "hosts.yml"), "site.yml")
     assert rc == 2 and "redis_admin_password (redis-1.example.internal) is a placeholder" in out, out[-2000:]
     assert "UNREACHABLE" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"pgbouncer_extra_settings": {"auth_type": "trust"}},
+     "pgbouncer_extra_settings sets auth_type, which the role manages (use pgbouncer_auth_method)"),
+    ({"redis_config_extra": {"bind": "0.0.0.0"}}, "redis_config_extra sets bind, which the role manages (use redis_bind_address)"),
+    ({"api_env_extra": {"HOST": "0.0.0.0"}}, "api_env_extra sets HOST, which the role manages (use api_listen_address)"),
+    ({"worker_env_extra": {"GREETING": "hi\nExecStartPre=/bin/true"}}, "the value of GREETING holds a line break"),
+    ({"redis_port": 70000}, "redis_port must be a port between 1 and 65535, got 70000"),
+    ({"pgbouncer_listen_port": "abc"}, "pgbouncer_listen_port must be a port between 1 and 65535, got abc"),
+    ({"worker_concurrency": 0}, "worker_concurrency must be a whole number of at least 1, got 0"),
+])
+def test_a_managed_key_in_an_extra_or_a_bad_port_or_count_is_refused(lab_inventory, extra, message):
+    import json
+    rc, out = run(lab_inventory, "site.yml", "-e", json.dumps(extra))
+    assert rc == 2 and message in out and "Nothing was changed" in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("published,message", [
+    (None, "recete-app-9.9.9.tar.gz has no checksum: publish"),
+    ("0" * 64, "recete-app-9.9.9.tar.gz does not match its checksum"),
+])
+def test_a_release_without_a_matching_checksum_is_refused(lab_inventory, tmp_path, published, message):
+    artifact = tmp_path / "recete-app-9.9.9.tar.gz"
+    artifact.write_bytes(b"not the release")
+    if published:
+        (tmp_path / "recete-app-9.9.9.tar.gz.sha256").write_text("%s  %s\n" % (published, artifact.name))
+    rc, out = run(lab_inventory, "deploy.yml", "-e", "app_version=9.9.9", "-e", "app_release_artifact_dir=%s" % tmp_path)
+    assert rc == 2 and message in out and "Nothing was changed" in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
