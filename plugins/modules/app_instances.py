@@ -23,6 +23,12 @@ description:
   - Read-only; never reports a change. The rolling-change planner (C(recete.stack.rollout_plan)) reads this.
 author: recete.stack maintainers (@recete)
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.app
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.app) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.

@@ -23,6 +23,12 @@ description:
     (for example a line cut short by a full disk) and counting them.
 author: recete.stack maintainers (@recete)
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.operation
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.operation) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: With O(state=present) reports the entry it would append and writes nothing.

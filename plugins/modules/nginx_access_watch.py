@@ -28,6 +28,12 @@ description:
   - Read-only; never reports a change.
 author: recete.stack maintainers (@recete)
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.nginx
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.nginx) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.

@@ -41,6 +41,12 @@ requirements:
   - nginx on the target, whose configuration (O(config), else nginx's default) includes O(path) inside its C(http)
     block.
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.nginx
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.nginx) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Renders and compares the block and reports whether it would change; writes and reloads nothing.

@@ -25,6 +25,12 @@ description:
     details) is reported as held by V(unknown) since the directory's modification time.
 author: recete.stack maintainers (@recete)
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.operation
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.operation) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description:

@@ -24,6 +24,12 @@ author: recete.stack maintainers (@recete)
 requirements:
   - psycopg2 (Debian package C(python3-psycopg2)), or psycopg 3 (C(python3-psycopg)), on the target.
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.pgbouncer
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.pgbouncer) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full

@@ -24,6 +24,12 @@ author: recete.stack maintainers (@recete)
 requirements:
   - redis (Python library) >= 3.4
 attributes:
+  action_group:
+    support: full
+    membership:
+      - recete.stack.sentinel
+      - recete.stack.all
+    description: Defaults for it can be set with C(group/recete.stack.sentinel) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.
