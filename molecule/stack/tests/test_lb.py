@@ -308,3 +308,41 @@ def test_access_log_names_the_instance(host):
                      last), last
     # The client the request came from (curl on loopback), also through the router.
     assert last.split()[0] == "127.0.0.1", last
+
+
+def handshake(host, *options):
+    """openssl s_client from the controller (a client outside the stack) to the load balancer's TLS port."""
+    import subprocess
+    address = host.ansible.get_variables()["ansible_host"]
+    proc = subprocess.run(["openssl", "s_client", "-connect", "%s:%s" % (address, setting(host, "nginx_lb_https_port")),
+                           "-servername", "localhost", *options], input="", capture_output=True, text=True, timeout=20)
+    return proc.returncode == 0 and "Cipher is (NONE)" not in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("options", [
+    ["-tls1_3"],
+    ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256"],
+    ["-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-CHACHA20-POLY1305"],
+])
+def test_tls_offers_the_intermediate_profile(host, options):
+    ok, out = handshake(host, *options)
+    assert ok, out[-1500:]
+
+
+@pytest.mark.parametrize("options", [
+    ["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],          # TLS 1.0 (the client must allow it to ask)
+    ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],        # TLS 1.1
+    ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384"],  # CBC
+    ["-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-GCM-SHA384"],   # RSA key exchange: no forward secrecy
+])
+def test_tls_refuses_old_versions_cbc_and_static_rsa(host, options):
+    ok, out = handshake(host, *options)
+    assert not ok, out[-1500:]
+
+
+def test_slow_clients_are_bounded(host, config):
+    assert re.search(r"^\s*client_header_timeout 10s;", config, re.M), config[:2000]
+    assert re.search(r"^\s*client_body_timeout 10s;", config, re.M)
+    assert re.search(r"^\s*limit_conn recete_conn \d+;", config, re.M)
+    # HSTS only where port 80 only redirects (the lab's port 80 serves the API).
+    assert ("Strict-Transport-Security" in config) == bool(setting(host, "nginx_lb_http_redirect"))
