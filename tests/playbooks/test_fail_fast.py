@@ -39,7 +39,7 @@ def run(inventory, playbook, *args):
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
 
 
-@pytest.mark.parametrize("playbook", ["scale.yml", "site.yml"])
+@pytest.mark.parametrize("playbook", ["scale.yml"])
 @pytest.mark.parametrize("assignment,message", [
     ("api_replicas=-1", "api_replicas must be at least 1, got -1"),
     ("api_replicas=abc", "api_replicas must be a whole number, got 'abc'"),
@@ -53,6 +53,17 @@ def test_a_bad_count_is_refused_without_contacting_a_host(inventory, playbook, a
     rc, out = run(inventory, playbook, "-e", assignment)
     assert rc == 2, out[-2000:]
     assert message in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ("api_replicas=1e3", "api_replicas must be a whole number, got '1e3'"),
+    ("worker_replicas=-3", "worker_replicas must be at least 0, got -3"),
+])
+def test_site_checks_the_counts_before_its_first_play(inventory, assignment, message):
+    # site.yml's first play over the hosts (common) would meet them unreachable.
+    rc, out = run(inventory, "site.yml", "-e", assignment)
+    assert rc == 2 and message in out, out[-2000:]
     assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
 
 
