@@ -12,6 +12,7 @@ Alertmanager. The stack is restored in a `finally`.
 import http.client
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -152,6 +153,21 @@ def test_exporters_listen_on_the_private_address_only():
             port = EXPORTER_PORTS[kind]
             locals_ = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{port}")]
             assert locals_ == [f"{private}:{port}"], f"{host} {kind}: listens on {locals_}"
+
+
+def test_exporters_run_sandboxed():
+    """Each exporter's unit rates OK (< 2) in systemd-analyze security (Debian's units alone: 9.2 UNSAFE)
+    and, sandboxed, still answers (test_every_target_is_up)."""
+    units = {"lb1": ["prometheus-node-exporter", "prometheus-nginx-exporter"],
+             "redis1": ["prometheus-redis-exporter", "recete-sentinel-exporter"],
+             "pg1": ["prometheus-postgres-exporter"], "pgbouncer1": ["recete-pgbouncer-exporter"]}
+    for host, names in units.items():
+        for unit in names:
+            out = on(host).check_output(f"systemd-analyze security --no-pager {unit}.service | tail -1")
+            exposure = float(re.search(r"exposure level for \S+: ([0-9.]+)", out).group(1))
+            print(f"{host} {unit}: {exposure}")
+            assert exposure < 2.0, f"{host} {unit}: {out}"
+            assert on(host).service(unit).is_running, (host, unit)
 
 
 def test_exporter_secrets_are_root_only():
