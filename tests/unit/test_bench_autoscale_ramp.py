@@ -37,8 +37,8 @@ def test_timeline_and_summary_read_the_samples():
     lines = ramp.timeline_lines({"rows": rows, "load": load})
     assert lines[0].split() == ["t(s)", "cpu", "up", "want", "req/s", "p95", "ms", "errors"]
     assert [line.split()[3] for line in lines[1:]] == ["2", "4", "2"]   # every 5th sample (10 s)
-    result = {"events": 20000, "low": 30, "high": 360, "quota": 0.25, "target": 0.7, "high_at": 4.0,
-              "crossing_at": 8.0, "first_scale_out_at": 9.0, "scale_outs": [{"current": 2, "desired": 4}],
+    result = {"events": 20000, "low": 30, "high": 360, "quota": 0.25, "target": 0.7, "tolerance": 0.1,
+              "high_at": 4.0, "crossing_at": 8.0, "first_scale_out_at": 9.0, "scale_outs": [{"current": 2, "desired": 4}],
               "drop_at": 16.0, "first_scale_in_at": 19.0, "window": 60, "scale_ins": [{"current": 4, "desired": 2}],
               "high_need": 4, "first_scale_in_below_need_at": 80.0, "min_instances": 2, "max_instances": 4,
               "failed": 0, "sent": 100}
