@@ -22,13 +22,9 @@ description:
     unit, its drop-ins, or a file in O(watch) such as the environment file).
   - Read-only; never reports a change. The rolling-change planner (C(recete.stack.rollout_plan)) reads this.
 author: recete.stack maintainers (@recete)
+extends_documentation_fragment:
+  - recete.stack.action_group.app_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.app
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.app) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.

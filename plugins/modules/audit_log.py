@@ -22,13 +22,9 @@ description:
   - O(state=read) returns the last O(last) entries, oldest first, skipping lines that are not JSON objects
     (for example a line cut short by a full disk) and counting them.
 author: recete.stack maintainers (@recete)
+extends_documentation_fragment:
+  - recete.stack.action_group.operation_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.operation
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.operation) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: With O(state=present) reports the entry it would append and writes nothing.

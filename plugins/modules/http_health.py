@@ -22,13 +22,9 @@ description:
   - Read-only; never reports a change. Uses only the Python standard library and Ansible's own
     C(open_url), so the target needs nothing extra.
 author: recete.stack maintainers (@recete)
+extends_documentation_fragment:
+  - recete.stack.action_group.app_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.app
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.app) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.

@@ -27,13 +27,9 @@ description:
   - Lines that are not in the C(recete_lb) format are skipped and counted in RV(skipped).
   - Read-only; never reports a change.
 author: recete.stack maintainers (@recete)
+extends_documentation_fragment:
+  - recete.stack.action_group.nginx_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.nginx
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.nginx) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.

@@ -40,13 +40,9 @@ author: recete.stack maintainers (@recete)
 requirements:
   - nginx on the target, whose configuration (O(config), else nginx's default) includes O(path) inside its C(http)
     block.
+extends_documentation_fragment:
+  - recete.stack.action_group.nginx_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.nginx
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.nginx) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Renders and compares the block and reports whether it would change; writes and reloads nothing.

@@ -24,13 +24,9 @@ description:
   - A lock directory without readable details (a run that died between the C(mkdir) and writing the
     details) is reported as held by V(unknown) since the directory's modification time.
 author: recete.stack maintainers (@recete)
+extends_documentation_fragment:
+  - recete.stack.action_group.operation_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.operation
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.operation) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description:

@@ -23,13 +23,9 @@ description:
 author: recete.stack maintainers (@recete)
 requirements:
   - psycopg2 (Debian package C(python3-psycopg2)), or psycopg 3 (C(python3-psycopg)), on the target.
+extends_documentation_fragment:
+  - recete.stack.action_group.pgbouncer_group
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.pgbouncer
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.pgbouncer) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full

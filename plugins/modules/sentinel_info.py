@@ -24,12 +24,6 @@ author: recete.stack maintainers (@recete)
 requirements:
   - redis (Python library) >= 3.4
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.sentinel
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.sentinel) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Read-only; runs the same in check mode.
@@ -37,6 +31,7 @@ attributes:
     support: none
     description: Changes nothing, so there is nothing to diff.
 extends_documentation_fragment:
+  - recete.stack.action_group.sentinel_group
   - recete.stack.sentinel
 options:
   require_quorum:

@@ -27,12 +27,6 @@ author: recete.stack maintainers (@recete)
 requirements:
   - redis (Python library) >= 3.4
 attributes:
-  action_group:
-    support: full
-    membership:
-      - recete.stack.sentinel
-      - recete.stack.all
-    description: Defaults for it can be set with C(group/recete.stack.sentinel) or C(group/recete.stack.all) in C(module_defaults).
   check_mode:
     support: full
     description: Computes and reports the changes without issuing any write command.
@@ -40,6 +34,7 @@ attributes:
     support: full
     description: Returns the monitored settings before and after (passwords hidden).
 extends_documentation_fragment:
+  - recete.stack.action_group.sentinel_group
   - recete.stack.sentinel
 options:
   master_host:
