@@ -132,6 +132,9 @@ def test_the_lab_secrets_pass_and_the_example_placeholders_do_not(lab_inventory)
     ({"redis_port": 70000}, "redis_port must be a port between 1 and 65535, got 70000"),
     ({"pgbouncer_listen_port": "abc"}, "pgbouncer_listen_port must be a port between 1 and 65535, got abc"),
     ({"worker_concurrency": 0}, "worker_concurrency must be a whole number of at least 1, got 0"),
+    ({"firewall_ssh_networks": ["10.0.0.0/33"]}, "firewall_ssh_networks: '10.0.0.0/33' is not an IP network"),
+    ({"firewall_extra_services": [{"name": "x", "on_groups": ["api"], "ports": [0]}]},
+     "firewall_extra_services x: port 0 is outside 1-65535"),
 ])
 def test_a_managed_key_in_an_extra_or_a_bad_port_or_count_is_refused(lab_inventory, extra, message):
     import json
