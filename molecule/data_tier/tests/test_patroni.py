@@ -27,6 +27,7 @@ INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from lab_run import Playbooks, changed_per_host, changed_tasks, lab_host  # noqa: E402  (tests/support helper)
+from sandbox import assert_sandboxed  # noqa: E402  (tests/support helper)
 playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 MEMBERS = RUNNER.get_hosts("postgres")
@@ -177,6 +178,21 @@ def test_one_leader_a_synchronous_standby_and_a_healthy_etcd():
         assert on(name).file("/etc/patroni/15-main.yml").mode == 0o640
     sql(PRIMARY, f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now()); "
                  f"ALTER TABLE {TABLE} OWNER TO {VARS['postgresql_app_user']}")
+
+
+def test_etcd_runs_sandboxed_and_healthy():
+    """etcd's drop-in (roles/etcd, etcd-hardening.conf.j2): Debian's unit alone rates 9.2. The
+    cluster stays healthy and writable in it (Patroni's leader lock lives there)."""
+    for name in MEMBERS:
+        assert_sandboxed(on(name), "etcd", 2.0)
+    health = on(PRIMARY).check_output("etcdctl endpoint health --cluster -w json")
+    assert [e["health"] for e in json.loads(health)] == [True] * len(MEMBERS), health
+    key = "/recete-sandbox-check"
+    on(PRIMARY).check_output(f"etcdctl put {key} ok")
+    try:
+        assert on(MEMBERS[-1]).check_output(f"etcdctl get --print-value-only {key}").strip() == "ok"
+    finally:
+        on(PRIMARY).run(f"etcdctl del {key}")
 
 
 def test_the_leader_killed_under_writes_fails_over_and_loses_no_acknowledged_write():

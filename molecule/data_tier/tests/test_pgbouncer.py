@@ -2,19 +2,24 @@
 
 Checks run against the real pooler: sockets, file modes, the entries in
 SHOW DATABASES, a write through the read-write entry read back through the
-read-only one, the file-descriptor limit of the running process, and an
-online RELOAD that restores a changed pool size without a restart. Variables
+read-only one, the file-descriptor limit of the running process, an
+online RELOAD that restores a changed pool size without a restart, and the
+systemd sandbox (reload by SIGHUP and a restart still work in it). Variables
 come from the role defaults < the lab's group_vars < the Molecule inventory.
 """
 import functools
 import os
 import shlex
+import sys
 import time
 import uuid
 
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+
+sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from sandbox import assert_sandboxed  # noqa: E402  (tests/support helper)
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = RUNNER.get_hosts("pgbouncer")
@@ -174,3 +179,32 @@ def test_reload_applies_pool_size_online(host):
     sizes = {row[0]: int(row[5]) for row in admin(host, "SHOW DATABASES")}
     assert sizes[s["pgbouncer_rw_name"]] == configured
     assert main_pid(host) == pid
+
+
+def test_sandboxed_and_still_reloads_on_sighup_and_restarts(host):
+    """The drop-in recete-hardening.conf (before it, 5.6): SIGHUP (systemctl reload) re-reads
+    pgbouncer.ini in the same process, and a restart comes back serving through the rw entry."""
+    s = settings(host)
+    assert_sandboxed(host, "pgbouncer", 2.0)
+    configured = int(s["pgbouncer_default_pool_size"])
+    pid = main_pid(host)
+    admin(host, f"SET default_pool_size = {configured + 1}")
+    with host.sudo():
+        host.check_output("systemctl reload pgbouncer")
+    for _ in range(50):
+        sizes = {row[0]: int(row[5]) for row in admin(host, "SHOW DATABASES")}
+        if sizes[s["pgbouncer_rw_name"]] == configured:
+            break
+        time.sleep(0.1)
+    assert sizes[s["pgbouncer_rw_name"]] == configured, "SIGHUP did not re-read pgbouncer.ini"
+    assert main_pid(host) == pid
+    with host.sudo():
+        host.check_output("systemctl restart pgbouncer")
+    assert main_pid(host) not in ("0", pid)
+    assert_sandboxed(host, "pgbouncer", 2.0)
+    for _ in range(50):
+        answer = app_sql(host, s["pgbouncer_rw_name"], "SELECT 1")
+        if answer.rc == 0:
+            break
+        time.sleep(0.2)
+    assert answer.rc == 0 and answer.stdout.strip() == "1", answer.stderr

@@ -16,9 +16,13 @@ where it belongs.
 import os
 import re
 import socket
+import sys
 
 import pytest
 import testinfra.utils.ansible_runner
+
+sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from sandbox import assert_sandboxed  # noqa: E402  (tests/support helper)
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = RUNNER.get_hosts("lb")
@@ -222,6 +226,53 @@ def test_router_unit_is_hardened(host):
     # Workers run as www-data, the master as root (it drops them).
     users = sudo_run(host, "ps -o user= --ppid $(cat %s)" % ROUTER_PID).stdout.split()
     assert users and set(users) == {"www-data"}
+
+
+# What the sandboxes leave must be enough: a line of these in a unit's journal
+# since its start means a step was refused (a write, a capability, a call).
+REFUSED = "Operation not permitted|Permission denied|Read-only file system|Bad system call"
+
+
+def refusals(host, unit):
+    out = sudo_run(host, 'journalctl -q -o cat -u %s --since "$(systemctl show -p ActiveEnterTimestamp --value %s)"',
+                   unit, unit).stdout
+    return [line for line in out.splitlines() if re.search(REFUSED, line)]
+
+
+def test_edge_nginx_is_sandboxed_and_still_binds_drops_and_reloads(host):
+    """The edge's drop-in (nginx-hardening.conf.j2): Debian's unit alone rates 9.6."""
+    assert_sandboxed(host, "nginx", 3.0)
+    props = dict(line.split("=", 1) for line in host.check_output(
+        "systemctl show nginx -p CapabilityBoundingSet -p ProtectSystem -p NoNewPrivileges").splitlines())
+    assert set(props["CapabilityBoundingSet"].split()) == {
+        "cap_net_bind_service", "cap_chown", "cap_dac_override", "cap_kill", "cap_setgid", "cap_setuid"}
+    assert props["ProtectSystem"] == "strict" and props["NoNewPrivileges"] == "yes"
+    listening = sudo_run(host, "ss -Hltnp").stdout
+    for port in (setting(host, "nginx_lb_http_port"), setting(host, "nginx_lb_https_port")):
+        assert re.search(r":%d\s.*\"nginx\"" % port, listening), "nothing of nginx on :%d" % port
+    before = workers(host, "/run/nginx.pid")
+    assert before and set(sudo_run(host, "ps -o user= --ppid $(cat /run/nginx.pid)").stdout.split()) == {"www-data"}
+    assert sudo_run(host, "systemctl reload nginx").rc == 0
+    for _ in range(50):
+        if set(workers(host, "/run/nginx.pid")).isdisjoint(before):
+            break
+        host.run("sleep 0.1")
+    assert set(workers(host, "/run/nginx.pid")).isdisjoint(before), "the reload started no new workers"
+    assert instances_seen(host, 2), "requests pass after the reload"
+    assert refusals(host, "nginx") == []
+
+
+def test_keepalived_is_sandboxed_and_runs_its_check(host):
+    """keepalived's drop-in (keepalived-hardening.conf.j2): Debian's unit alone rates 9.6. The
+    address moving between the pair under the sandbox is test_lb_pair.py's."""
+    assert_sandboxed(host, "keepalived", 3.5)
+    caps = host.check_output("systemctl show keepalived -p CapabilityBoundingSet --value").split()
+    assert {"cap_net_admin", "cap_net_raw"} <= set(caps) and "cap_sys_admin" not in caps
+    # The check script ran (as its own user) and passed: keepalived logs the
+    # script's state when it starts, and each change.
+    journal = sudo_run(host, "journalctl -q -o cat -u keepalived -n 200").stdout
+    assert "Script `recete_nginx` now returning 0" in journal or "VRRP_Script(recete_nginx) succeeded" in journal, journal
+    assert refusals(host, "keepalived") == []
 
 
 def test_router_reload_leaves_the_edge_alone(host):
