@@ -158,6 +158,8 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
         mode: 'sentinel',
         sentinels: parseSentinels(env.REDIS_SENTINELS, problems),
         name: env.REDIS_MASTER_NAME || 'recete',
+        // Sentinel's ACL user for clients (read-only SENTINEL commands); unset = its default user.
+        sentinelUsername: env.REDIS_SENTINEL_USERNAME || undefined,
         sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
         ...common,
       };

@@ -50,6 +50,7 @@ export function redisOptions(redisConfig, overrides = {}) {
     Object.assign(base, {
       sentinels: redisConfig.sentinels,
       name: redisConfig.name,
+      sentinelUsername: redisConfig.sentinelUsername,
       sentinelPassword: redisConfig.sentinelPassword,
       failoverDetector: true,
     });

@@ -47,7 +47,7 @@ test('server: no Redis configured exits 2 naming both variables', async () => {
 });
 
 test('loadConfig: defaults and parsing', () => {
-  const c = loadConfig({ ...VALID, REDIS_SENTINEL_PASSWORD: 's', REDIS_USERNAME: 'u', REDIS_PASSWORD: 'p' });
+  const c = loadConfig({ ...VALID, REDIS_SENTINEL_USERNAME: 'c', REDIS_SENTINEL_PASSWORD: 's', REDIS_USERNAME: 'u', REDIS_PASSWORD: 'p' });
   assert.equal(c.port, 3000);
   assert.equal(c.host, '0.0.0.0');
   assert.match(c.instance, /:3000$/);
@@ -67,6 +67,7 @@ test('loadConfig: defaults and parsing', () => {
       { host: '::1', port: 26380 },
     ],
     name: 'recete',
+    sentinelUsername: 'c',
     sentinelPassword: 's',
     username: 'u',
     password: 'p',

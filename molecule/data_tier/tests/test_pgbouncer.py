@@ -102,6 +102,7 @@ def test_listens_on_private_address_and_loopback_only(host):
         ("/etc/pgbouncer/pgbouncer.ini", "root", 0o640),
         ("/etc/pgbouncer/pgbouncer-restart.ini", "root", 0o640),
         ("/etc/pgbouncer/userlist.txt", "postgres", 0o640),
+        ("/etc/pgbouncer/pgbouncer_hba.conf", "root", 0o640),
     ],
 )
 def test_config_files_not_world_readable(host, path, owner, mode):
@@ -117,7 +118,9 @@ def test_pooling_settings(host):
     s = settings(host)
     config = {row[0]: row[1] for row in admin(host, "SHOW CONFIG")}
     assert config["pool_mode"] == "transaction"
-    assert config["auth_type"] == "scram-sha-256"
+    # hba: SCRAM for every login, the admin console from this host only (below).
+    assert config["auth_type"] == "hba"
+    assert config["auth_hba_file"] == "/etc/pgbouncer/pgbouncer_hba.conf"
     assert int(config["max_client_conn"]) == int(s["pgbouncer_max_client_conn"])
     assert int(config["default_pool_size"]) == int(s["pgbouncer_default_pool_size"])
 
@@ -208,3 +211,43 @@ def test_sandboxed_and_still_reloads_on_sighup_and_restarts(host):
             break
         time.sleep(0.2)
     assert answer.rc == 0 and answer.stdout.strip() == "1", answer.stderr
+
+
+# --- the admin console answers on this host only -----------------------------------
+
+def stats_login(client, address, database="pgbouncer"):
+    """psql on client to PgBouncer at address as the stats user, with its right password."""
+    s = _settings(testinfra_hosts[0])
+    return client.run(
+        "PGCONNECT_TIMEOUT=10 PGPASSWORD=%s psql -X -At -h %s -p %s -U %s -d %s -c 'SHOW VERSION'"
+        % (shlex.quote(str(s["pgbouncer_stats_password"])), shlex.quote(address), s["pgbouncer_listen_port"],
+           s["pgbouncer_stats_user"], database))
+
+
+def other_host():
+    """A machine of the lab that is no pooler and has psql (a PostgreSQL member)."""
+    return RUNNER.get_host(POSTGRES_HOSTS[0])
+
+
+def test_admin_console_refuses_tcp_from_another_host(host):
+    private = address_of(host.backend.get_hostname())
+    refused = stats_login(other_host(), private)
+    assert refused.rc != 0, refused.stdout
+    # The HBA file's reject line, not a wrong password or an unknown user.
+    assert "login rejected" in refused.stderr, refused.stderr
+    # The same host reaches the pools through the same listener: only the admin console is refused.
+    s = settings(host)
+    pooled = other_host().run(
+        "PGCONNECT_TIMEOUT=10 PGPASSWORD=%s psql -X -At -h %s -p %s -U %s -d %s -c 'SELECT 1'"
+        % (shlex.quote(str(s["postgresql_app_password"])), private, s["pgbouncer_listen_port"],
+           s["postgresql_app_user"], s["pgbouncer_rw_name"]))
+    assert pooled.rc == 0 and pooled.stdout.strip() == "1", pooled.stderr
+
+
+def test_admin_console_accepts_loopback_and_socket(host):
+    loopback = stats_login(host, "127.0.0.1")
+    assert loopback.rc == 0, loopback.stderr
+    socket = stats_login(host, "/var/run/postgresql")
+    assert socket.rc == 0, socket.stderr
+    # The built-in user on the socket (the role's RELOAD handler, the follower).
+    assert admin(host, "SHOW VERSION")[0][0].startswith("PgBouncer")

@@ -313,3 +313,83 @@ def test_sentinels_agree_and_reach_quorum():
         assert int(fields["down-after-milliseconds"]) == settings(node).get(
             "redis_sentinel_down_after_milliseconds", 5000), host_name
     assert len(answers) == 1, f"Sentinels name different masters: {answers}"
+
+
+# --- Sentinel's ACL users: clients may look, not change ---------------------------------
+
+def sentinel_as(host, who, *args):
+    """A command to the local Sentinel as its client or peer ACL user."""
+    s = settings(host)
+    return cli(host, s[f"redis_sentinel_{who}_password"], *args, user=s.get(f"redis_sentinel_{who}_user", who),
+               port=s.get("redis_sentinel_port", 26379))
+
+
+def sentinel_hosts():
+    return [get_host(name) for name in SENTINEL_HOSTS]
+
+
+def test_sentinel_client_user_finds_the_master():
+    name = settings(get_host(SENTINEL_HOSTS[0])).get("redis_master_name", "recete")
+    for node in sentinel_hosts():
+        words = sentinel_as(node, "client", "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name).split()
+        assert len(words) == 2 and (words[0], int(words[1])) == master_address(node)
+        # What ioredis (sentinels, replicas) and the exporter (masters, INFO, ckquorum) ask too.
+        assert "ip" in sentinel_as(node, "client", "SENTINEL", "SENTINELS", name).splitlines()
+        assert "ip" in sentinel_as(node, "client", "SENTINEL", "REPLICAS", name).splitlines()
+        assert name in sentinel_as(node, "client", "SENTINEL", "MASTERS").splitlines()
+        assert sentinel_as(node, "client", "SENTINEL", "CKQUORUM", name).startswith("OK")
+        assert "redis_mode:sentinel" in sentinel_as(node, "client", "INFO", "server")
+
+
+@pytest.mark.parametrize("command", [
+    ["SENTINEL", "SET", "{name}", "down-after-milliseconds", "1000"],
+    ["SENTINEL", "FAILOVER", "{name}"],
+    ["SENTINEL", "MONITOR", "rogue", "192.0.2.1", "6379", "2"],
+    ["SENTINEL", "REMOVE", "{name}"],
+    ["SENTINEL", "RESET", "*"],
+    ["SENTINEL", "CONFIG", "SET", "announce-ip", "192.0.2.1"],
+    ["SENTINEL", "FLUSHCONFIG"],
+    ["ACL", "SETUSER", "client", "+@all"],
+    ["SHUTDOWN"],
+])
+@pytest.mark.parametrize("who", ["client", "peer"])
+def test_sentinel_client_and_peer_users_cannot_change_sentinel(who, command):
+    node = get_host(SENTINEL_HOSTS[0])
+    name = settings(node).get("redis_master_name", "recete")
+    reply = sentinel_as(node, who, *[word.format(name=name) for word in command])
+    assert reply.startswith("NOPERM"), f"{who}: {command} -> {reply!r}"
+
+
+@pytest.mark.parametrize("who", ["client", "peer"])
+def test_sentinel_config_set_is_refused(who):
+    """Sentinel 7.0 has no CONFIG command (SENTINEL CONFIG SET, refused above, is its form)."""
+    node = get_host(SENTINEL_HOSTS[0])
+    reply = sentinel_as(node, who, "CONFIG", "SET", "sentinel-pass", "x")
+    assert reply.startswith(("NOPERM", "ERR unknown command")), reply
+
+
+def test_sentinel_peer_user_is_only_for_sentinels():
+    node = get_host(SENTINEL_HOSTS[0])
+    reply = sentinel_as(node, "peer", "SENTINEL", "GET-MASTER-ADDR-BY-NAME", settings(node).get("redis_master_name", "recete"))
+    assert reply.startswith("NOPERM"), reply
+    assert sentinel_as(node, "peer", "PING") == "PONG"
+
+
+def test_sentinels_log_in_to_each_other_as_the_peer_user(host):
+    """sentinel.conf (rewritten by Sentinel itself) keeps the users, hashed, and the peer login."""
+    if host.backend.get_hostname() not in SENTINEL_HOSTS:
+        pytest.skip("no Sentinel")
+    s = settings(host)
+    with host.sudo():
+        conf = host.file("/etc/redis/sentinel.conf").content_string
+    lines = conf.splitlines()
+    peer, client = s.get("redis_sentinel_peer_user", "peer"), s.get("redis_sentinel_client_user", "client")
+    assert f"sentinel sentinel-user {peer}" in lines
+    # e.g. "user peer on sanitize-payload #<sha256> ... -@all +@fast ..."
+    for user in (peer, client):
+        assert any(line.startswith(f"user {user} on ") and " #" in line and "-@all" in line for line in lines), conf
+    assert s["redis_sentinel_client_password"] not in conf
+    # The others see this Sentinel (hello messages published as the peer user).
+    name = s.get("redis_master_name", "recete")
+    fields = sentinel(host, "SENTINEL", "MASTER", name).splitlines()
+    assert int(dict(zip(fields[0::2], fields[1::2]))["num-other-sentinels"]) == len(SENTINEL_HOSTS) - 1

@@ -216,6 +216,22 @@ def test_env_file_is_root_only(host):
     assert env.mode == 0o600
 
 
+def test_env_file_holds_only_the_sentinel_client_login(host):
+    """The app logs in to Sentinel as its client user: no admin or peer password on app hosts."""
+    variables = host.ansible.get_variables()
+    with host.sudo():
+        env = host.file(ENV_FILE).content_string
+    lines = env.splitlines()
+    assert 'REDIS_SENTINEL_USERNAME="%s"' % variables.get("redis_sentinel_client_user", "client") in lines
+    assert 'REDIS_SENTINEL_PASSWORD="%s"' % variables["redis_sentinel_client_password"] in lines
+    for secret in ("redis_sentinel_password", "redis_sentinel_peer_password"):
+        assert variables[secret] not in env, secret
+    with host.sudo():
+        found = host.run("grep -rlF -e %s -e %s /etc /opt /srv /var/lib/recete 2>/dev/null" % (
+            variables["redis_sentinel_password"], variables["redis_sentinel_peer_password"]))
+    assert found.stdout.strip() == "", found.stdout
+
+
 def test_release_layout(host):
     current = host.file("/opt/recete/current")
     assert current.is_symlink
