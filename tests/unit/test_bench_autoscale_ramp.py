@@ -41,7 +41,33 @@ def test_timeline_and_summary_read_the_samples():
               "crossing_at": 8.0, "first_scale_out_at": 9.0, "scale_outs": [{"current": 2, "desired": 4}],
               "drop_at": 16.0, "first_scale_in_at": 19.0, "window": 60, "scale_ins": [{"current": 4, "desired": 2}],
               "high_need": 4, "first_scale_in_below_need_at": 80.0, "min_instances": 2, "max_instances": 4,
-              "failed": 0, "sent": 100}
+              "failed": 0, "sent": 100, "epoch0": 1000.0, "boosts": [(1050.0, 20000, 30000)]}
     text = "\n".join(ramp.summary_lines(result))
+    assert "events raised during the high load: 20000->30000 at 50 s" in text
     assert "past the target's tolerance band (0.77) at 8 s" in text
     assert "the high load needed 4" in text and "first scale-in below it at 80 s (64 s after the drop" in text
+
+
+def test_one_reading_takes_half_the_cost_as_the_events_and_two_readings_follow_their_line():
+    cost = ramp.RequestCost(ceiling=400000)
+    cost.add(20000, 0.65)
+    assert cost.next_events(0.95) == 38000            # 20000 * (2 * 0.95 / 0.65 - 1)
+    cost.add(29000, 0.68)                             # +9000 events, +0.03: 81000 more to reach 0.95
+    assert cost.next_events(0.95) == 110000
+    cost.add(None, None)                              # a failed reading is left out
+    assert len(cost.readings) == 2
+
+
+def test_the_next_count_is_never_lower_and_never_past_4x_or_the_ceiling():
+    cost = ramp.RequestCost(ceiling=50000)
+    cost.add(20000, 0.9)
+    cost.add(30000, 0.85)                             # noise: a negative slope falls back on one reading
+    assert cost.next_events(0.95) == 37000            # 30000 * (2 * 0.95 / 0.85 - 1) = 37059, in 1000s
+    cost.add(30000, 0.2)
+    assert cost.next_events(0.95) == 50000            # the ceiling
+    low = ramp.RequestCost(ceiling=10 ** 6)
+    low.add(10000, 0.1)
+    assert low.next_events(0.95) == 40000             # 4 x per step at most
+    high = ramp.RequestCost(ceiling=10 ** 6)
+    high.add(10000, 0.94)
+    assert high.next_events(0.95) == 11500            # at least 1.15 x
