@@ -251,3 +251,19 @@ def test_admin_console_accepts_loopback_and_socket(host):
     assert socket.rc == 0, socket.stderr
     # The built-in user on the socket (the role's RELOAD handler, the follower).
     assert admin(host, "SHOW VERSION")[0][0].startswith("PgBouncer")
+
+
+def test_console_users_are_stored_as_scram_secrets_not_passwords(host):
+    s = settings(host)
+    with host.sudo():
+        userlist = host.file("/etc/pgbouncer/userlist.txt").content_string
+    entries = dict(line.split(" ", 1) for line in userlist.splitlines() if line.startswith('"'))
+    for user, password in (("pgbouncer_admin_user", "pgbouncer_admin_password"),
+                           ("pgbouncer_stats_user", "pgbouncer_stats_password")):
+        secret = entries['"%s"' % s[user]]
+        assert secret.startswith('"SCRAM-SHA-256$4096:'), (user, secret[:20])
+        assert str(s[password]) not in userlist, password
+    # The secret checks the password: the right one logs in (above), a wrong one does not.
+    wrong = host.run("PGCONNECT_TIMEOUT=10 PGPASSWORD=not-the-stats-password psql -X -At -h 127.0.0.1 -p %s -U %s "
+                     "-d pgbouncer -c 'SHOW VERSION'" % (s["pgbouncer_listen_port"], s["pgbouncer_stats_user"]))
+    assert wrong.rc != 0 and "SASL authentication failed" in wrong.stderr, wrong.stderr
