@@ -200,18 +200,20 @@ class Lab:
                                                               (run.stderr or run.stdout).strip()[-1000:]))
         return run
 
-    def playbook(self, playbook, *args, extra_vars=None, timeout=1800, log=None):
+    def playbook(self, playbook, *args, extra_vars=None, timeout=1800, log=None, env=None):
         """ansible-playbook -i <this inventory> PLAYBOOK [-e k=v ...] ARGS from the repository root, timed.
 
         Returns a PlaybookRun whatever the exit code (rc None: killed at the timeout); the output
-        (stdout and stderr together) is also written to `log` as it comes, when given.
+        (stdout and stderr together) is also written to `log` as it comes, when given. `env` adds
+        environment variables (ANSIBLE_* settings of one run).
         """
         argv = [tool("ansible-playbook"), "-i", self.path, playbook]
         for key, value in (extra_vars or {}).items():
             # Lists and mappings as JSON (k=v would make them strings); scalars as typed on a command line.
             argv += ["-e", json.dumps({key: value}) if isinstance(value, (list, dict, bool)) else "%s=%s" % (key, value)]
         argv += list(args)
-        env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_FORCE_COLOR="0")
+        env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_FORCE_COLOR="0",
+                   **(env or {}))
         # The output goes to a file as it comes (tail -f it during a long run), then is read back.
         out = open(log, "w+", encoding="utf-8") if log else tempfile.TemporaryFile("w+", encoding="utf-8")
         with out:
