@@ -33,14 +33,16 @@ MANAGED = {
         "auth_dbname": None, "admin_users": None, "stats_users": None, "unix_socket_dir": "pgbouncer_unix_socket_dir",
         "unix_socket_mode": None, "unix_socket_group": None, "logfile": None, "pidfile": None,
         "pool_mode": "pgbouncer_pool_mode", "max_client_conn": "pgbouncer_max_client_conn",
-        "default_pool_size": "pgbouncer_default_pool_size", "server_tls_sslmode": None,
+        "default_pool_size": "pgbouncer_default_pool_size", "server_tls_sslmode": "pgbouncer_server_tls_sslmode",
+        "server_tls_ca_file": "pgbouncer_server_tls_ca_file", "client_tls_sslmode": None, "client_tls_key_file": None,
+        "client_tls_cert_file": None, "client_tls_ca_file": None,
     },
     "postgresql_extra_settings": {
         "listen_addresses": None, "port": "postgresql_port", "password_encryption": None, "hba_file": None,
         "ident_file": None, "data_directory": None, "config_file": None, "unix_socket_directories": None,
         "unix_socket_permissions": None, "archive_mode": None, "archive_command": None, "restore_command": None,
         "primary_conninfo": None, "primary_slot_name": None, "ssl": None, "ssl_cert_file": None, "ssl_key_file": None,
-        "ssl_ca_file": None,
+        "ssl_ca_file": None, "ssl_min_protocol_version": None,
     },
     "api_env_extra": {
         "port": None, "host": "api_listen_address", "app_instance": None, "pg_pool_size": "api_pg_pool_size",

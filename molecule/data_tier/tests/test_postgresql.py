@@ -107,11 +107,15 @@ def test_hba_admits_only_pgbouncer_hosts_and_members(host):
         content = hba.content_string
     rules = [line.split() for line in content.splitlines() if line.strip() and not line.startswith("#")]
     assert all("trust" not in rule for rule in rules)
-    host_rules = [rule for rule in rules if rule[0] == "host"]
+    host_rules = [rule for rule in rules if rule[0] in ("host", "hostssl")]
     app = settings(host)["postgresql_app_user"]
-    app_sources = {rule[3] for rule in host_rules if app in rule[2].split(",")}
-    assert app_sources == {f"{address_of(h)}/32" for h in PGBOUNCER_HOSTS}
+    app_rules = [rule for rule in host_rules if app in rule[2].split(",")]
+    assert {rule[3] for rule in app_rules} == {f"{address_of(h)}/32" for h in PGBOUNCER_HOSTS}
     assert all(rule[-1] == "scram-sha-256" for rule in host_rules)
+    # With TLS on the internal hops, every rule for another host asks for it.
+    if RUNNER.get_variables(host.backend.get_hostname()).get("internal_tls_enabled"):
+        remote = [rule for rule in host_rules if not rule[3].startswith(("127.", "::1"))]
+        assert remote and all(rule[0] == "hostssl" for rule in remote), remote
 
 
 def test_role_and_standby_state(host):

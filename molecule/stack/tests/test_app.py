@@ -232,6 +232,41 @@ def test_env_file_holds_only_the_sentinel_client_login(host):
     assert found.stdout.strip() == "", found.stdout
 
 
+def test_database_urls_verify_pgbouncer_over_tls(host):
+    """With TLS on the internal hops every database URL asks for verify-full against the internal CA."""
+    if not host.ansible.get_variables().get("internal_tls_enabled"):
+        pytest.skip("internal_tls_enabled is off")
+    with host.sudo():
+        env = dict(line.split("=", 1) for line in host.file(ENV_FILE).content_string.splitlines()
+                   if "=" in line and not line.startswith("#"))
+    urls = [env["DATABASE_URL"].strip('"')] + env["DATABASE_RO_URLS"].strip('"').split()
+    assert len(urls) > 1, urls
+    for url in urls:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        assert query == {"sslmode": ["verify-full"], "sslrootcert": ["/etc/recete/tls/ca.crt"]}, query
+    assert host.file("/etc/recete/tls/ca.crt").mode == 0o644
+
+
+def test_app_connections_reach_pgbouncer_over_tls():
+    """What PgBouncer sees: every client connection from an app host runs TLS."""
+    api, (address, port) = first_api()
+    if not api.ansible.get_variables().get("internal_tls_enabled"):
+        pytest.skip("internal_tls_enabled is off")
+    # /ready queries the database: the pool then holds connections for a while.
+    for _ in range(3):
+        assert curl(api, "GET", "http://%s:%d/ready" % (address, port))[0] == 200
+    app_addresses = {RUNNER.get_variables(n)["ansible_host"] for n in group("api") + group("worker")}
+    seen = []
+    for pooler in group("pgbouncer"):
+        out = lab_host(pooler).check_output(
+            "sudo -u postgres psql -X -A -F '|' -h /var/run/postgresql -p 6432 -U pgbouncer pgbouncer -c 'SHOW CLIENTS'")
+        lines = [line.split("|") for line in out.splitlines() if "|" in line]
+        header, rows = lines[0], lines[1:]
+        seen += [dict(zip(header, row)) for row in rows if dict(zip(header, row))["addr"] in app_addresses]
+    assert seen, "no client connection from an app host on any pooler"
+    assert all(client["tls"] for client in seen), [(c["addr"], c["tls"]) for c in seen if not c["tls"]]
+
+
 def test_release_layout(host):
     current = host.file("/opt/recete/current")
     assert current.is_symlink
