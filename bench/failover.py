@@ -37,6 +37,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -80,6 +81,17 @@ class Lab(object):
         self.sentinel_port = int(self.var('redis_sentinel_port', 26379))
         self.master_name = self.var('redis_master_name', 'recete')
         self.app_user = self.var('redis_app_user', 'recete')
+        self.tls = {}
+
+    def use_tls(self):
+        """With redis_tls (from internal_tls_enabled), fetch the internal CA's certificate from a
+        Redis host and verify every server with it, as the app does."""
+        if not self.var('redis_tls', self.var('internal_tls_enabled', False)):
+            return
+        handle = tempfile.NamedTemporaryFile('w', prefix='recete-ca-', suffix='.crt', delete=False)
+        with handle:
+            handle.write(self.ssh(self.redis_hosts[0], 'cat /etc/recete/tls/ca.crt'))
+        self.tls = dict(ssl=True, ssl_ca_certs=handle.name, ssl_cert_reqs='required', ssl_check_hostname=True)
 
     def address(self, host):
         hv = self.hostvars[host]
@@ -96,7 +108,8 @@ class Lab(object):
 
     def sentinel(self, address):
         return redis.Redis(host=address[0], port=address[1], password=self.var('redis_sentinel_password'),
-                           socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True, retry=NO_RETRY)
+                           socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True, retry=NO_RETRY,
+                           **self.tls)
 
     def ssh(self, host, script):
         hv = self.hostvars[host]
@@ -162,7 +175,7 @@ class Writer(threading.Thread):
         self.address = '%s:%s' % (ip, port)
         self.client = redis.Redis(host=ip, port=int(port), username=self.lab.app_user,
                                   password=self.lab.var('redis_app_password'), socket_timeout=0.5,
-                                  socket_connect_timeout=0.5, retry=NO_RETRY)
+                                  socket_connect_timeout=0.5, retry=NO_RETRY, **self.lab.tls)
 
     def run(self):
         seq = 0
@@ -357,6 +370,7 @@ def main():
     args = parser.parse_args()
 
     lab = Lab(args.inventory)
+    lab.use_tls()
     results, timeline = [], dict(samples=[], phases=[], events=[])
     t0 = time.time()
     for number in range(1, args.rounds + 1):

@@ -33,4 +33,15 @@ options:
     description: Seconds to wait for the connection and for each reply.
     type: float
     default: 5.0
+  tls:
+    description:
+      - Connect over TLS and verify the Sentinel's certificate and name (its address) against O(ca_file)
+        (the redis role's C(redis_tls)).
+    type: bool
+    default: false
+    version_added: 0.6.0
+  ca_file:
+    description: CA certificate file the Sentinel's certificate is verified with; the system's CAs when unset.
+    type: path
+    version_added: 0.6.0
 '''

@@ -33,6 +33,8 @@ def sentinel_argument_spec():
         password=dict(type='str', no_log=True),
         master_name=dict(type='str', required=True),
         timeout=dict(type='float', default=5.0),
+        tls=dict(type='bool', default=False),
+        ca_file=dict(type='path'),
     )
 
 
@@ -90,6 +92,13 @@ def describe_error(kind, host, port, message):
     return 'the Sentinel at %s answered with an error: %s' % (where, message)
 
 
+def tls_options(params):
+    """redis-py's keyword arguments for TLS: the server's certificate checked against ca_file, and its name."""
+    if not params.get('tls'):
+        return {}
+    return dict(ssl=True, ssl_ca_certs=params.get('ca_file'), ssl_cert_reqs='required', ssl_check_hostname=True)
+
+
 def connect(params):
     """A redis-py client for the Sentinel in params, checked with PING.
 
@@ -103,6 +112,7 @@ def connect(params):
         socket_timeout=params['timeout'],
         socket_connect_timeout=params['timeout'],
         decode_responses=True,
+        **tls_options(params)
     )
     try:
         client.ping()

@@ -57,7 +57,7 @@ MANAGED = {
 # The release's environment file (0600) is read by every instance; the tier
 # extras may not replace what it says either.
 RELEASE_ENV = ("database_url", "database_hosts", "database_ro_urls", "redis_sentinels", "redis_master_name",
-               "redis_username", "redis_password", "redis_sentinel_password", "queue_name")
+               "redis_username", "redis_password", "redis_sentinel_password", "redis_tls_ca_file", "queue_name")
 for _tier in ("api_env_extra", "worker_env_extra", "app_release_env_extra"):
     MANAGED[_tier].update(dict.fromkeys(RELEASE_ENV))
 # Environment dictionaries that end up in a unit file readable by every local user.

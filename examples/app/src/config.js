@@ -103,6 +103,17 @@ function readReplicasVar(env, databaseUrl, problems) {
   return replicas;
 }
 
+/** The PEM of REDIS_TLS_CA_FILE (read once, at start), or undefined: no TLS to Redis. */
+function redisTlsCa(file, problems) {
+  if (file === undefined || file === '') return undefined;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`REDIS_TLS_CA_FILE cannot be read (${err.code || err.message}): ${file}`);
+    return undefined;
+  }
+}
+
 function parseSentinels(raw, problems) {
   const list = [];
   for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -149,9 +160,12 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
 
   let redis;
   if (role !== 'migrate') {
+    // TLS to Redis and the Sentinels, their certificates checked against this CA (PEM).
+    const tlsCa = redisTlsCa(env.REDIS_TLS_CA_FILE, problems);
     const common = {
       username: env.REDIS_USERNAME || undefined,
       password: env.REDIS_PASSWORD || undefined,
+      ...(tlsCa ? { tlsCa } : {}),
     };
     if (env.REDIS_SENTINELS) {
       redis = {

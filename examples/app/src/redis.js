@@ -46,6 +46,10 @@ export function redisOptions(redisConfig, overrides = {}) {
     // 5 s and goes back through Sentinel instead of waiting for the kernel.
     connectTimeout: 5000,
   };
+  // TLS (REDIS_TLS_CA_FILE): Node checks each server's certificate against the
+  // CA and its name against the address dialled (the Sentinels name masters
+  // by address).
+  const tls = redisConfig.tlsCa ? { ca: redisConfig.tlsCa } : undefined;
   if (redisConfig.mode === 'sentinel') {
     Object.assign(base, {
       sentinels: redisConfig.sentinels,
@@ -54,6 +58,7 @@ export function redisOptions(redisConfig, overrides = {}) {
       sentinelPassword: redisConfig.sentinelPassword,
       failoverDetector: true,
     });
+    if (tls) Object.assign(base, { tls, sentinelTLS: tls, enableTLSForSentinelMode: true });
   } else {
     const u = new URL(redisConfig.url);
     Object.assign(base, {
@@ -63,7 +68,7 @@ export function redisOptions(redisConfig, overrides = {}) {
       // URL credentials win over REDIS_USERNAME/REDIS_PASSWORD only if set.
       username: u.username ? decodeURIComponent(u.username) : redisConfig.username,
       password: u.password ? decodeURIComponent(u.password) : redisConfig.password,
-      tls: u.protocol === 'rediss:' ? {} : undefined,
+      tls: u.protocol === 'rediss:' || tls ? tls || {} : undefined,
     });
   }
   return { ...base, ...overrides };

@@ -3,7 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runWithEnv } from '../test-support/app.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { loadConfig, ConfigError } from '../src/config.js';
+import { redisOptions } from '../src/redis.js';
 
 const VALID = {
   DATABASE_URL: 'postgres://app:pw@127.0.0.1:6432/recete',
@@ -140,4 +144,31 @@ test('loadConfig: CPU_QUOTA_CORES is the CPU budget (1 core by default), refused
   for (const bad of ['0', 'x', '-1', '100']) {
     assert.throws(() => loadConfig({ ...VALID, CPU_QUOTA_CORES: bad }), /CPU_QUOTA_CORES/);
   }
+});
+
+test('loadConfig: REDIS_TLS_CA_FILE is read at start; ioredis then speaks TLS to Sentinel and Redis with it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recete-ca-'));
+  const file = path.join(dir, 'ca.crt');
+  fs.writeFileSync(file, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  try {
+    const c = loadConfig({ ...VALID, REDIS_TLS_CA_FILE: file });
+    assert.equal(c.redis.tlsCa, fs.readFileSync(file, 'utf8'));
+    const o = redisOptions(c.redis);
+    assert.deepEqual(o.tls, { ca: c.redis.tlsCa });
+    assert.deepEqual(o.sentinelTLS, { ca: c.redis.tlsCa });
+    assert.equal(o.enableTLSForSentinelMode, true);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+  // Without it: no TLS option at all.
+  const plain = redisOptions(loadConfig(VALID).redis);
+  assert.equal(plain.tls, undefined);
+  assert.equal(plain.sentinelTLS, undefined);
+});
+
+test('loadConfig: an unreadable REDIS_TLS_CA_FILE is reported by name', () => {
+  assert.throws(
+    () => loadConfig({ ...VALID, REDIS_TLS_CA_FILE: '/nonexistent/ca.crt' }),
+    (err) => err instanceof ConfigError && /REDIS_TLS_CA_FILE cannot be read \(ENOENT\)/.test(err.message),
+  );
 });

@@ -21,6 +21,7 @@ INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
+from lab_tls import redis_cli_tls  # noqa: E402  (tests/support helper)
 playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 REPO = RUNNER.get_hosts("backup")[0]
@@ -113,7 +114,8 @@ def test_a_rerun_after_the_drill_changes_nothing():
 
 def redis_cli(name, args, user="admin"):
     password = RUNNER.get_variables(name)["redis_admin_password"]
-    return on(name).check_output(f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning --user {user} {args}")
+    tls = redis_cli_tls(RUNNER.get_variables(name))
+    return on(name).check_output(f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning {tls}--user {user} {args}")
 
 
 def test_redis_rdb_copied_off_host_restores_the_data():
@@ -133,7 +135,8 @@ def test_redis_rdb_copied_off_host_restores_the_data():
     for name in RUNNER.get_hosts("sentinel"):
         password = RUNNER.get_variables(name)["redis_sentinel_password"]
         replicas = on(name).check_output(
-            f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning -p 26379 SENTINEL replicas recete")
+            f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning {redis_cli_tls(RUNNER.get_variables(name))}"
+            "-p 26379 SENTINEL replicas recete")
         assert repo_address not in replicas, (name, replicas)
     scratch = "/tmp/recete-redis-restore"
     repo.check_output(f"rm -rf {scratch} && mkdir -m 0700 {scratch} && cp /var/lib/recete-redis-backup/{copies[0]} {scratch}/dump.rdb")

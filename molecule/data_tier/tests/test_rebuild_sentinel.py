@@ -12,6 +12,7 @@ INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from lab_run import Playbooks, changed_per_host, lab_host  # noqa: E402  (tests/support helper)
+from lab_tls import redis_cli_tls  # noqa: E402  (tests/support helper)
 playbook = Playbooks(INVENTORY, PROJECT)
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 SENTINELS = RUNNER.get_hosts("sentinel")
@@ -25,7 +26,8 @@ def on(name):
 
 def sentinel(name, args):
     password = RUNNER.get_variables(name)["redis_sentinel_password"]
-    return on(name).check_output(f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning -p 26379 {args}")
+    tls = redis_cli_tls(RUNNER.get_variables(name))
+    return on(name).check_output(f"REDISCLI_AUTH='{password}' redis-cli --no-auth-warning {tls}-p 26379 {args}")
 
 
 def view(name):

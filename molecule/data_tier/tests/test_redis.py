@@ -7,6 +7,7 @@ the inventory Molecule uses, else from the lab's group_vars.
 import functools
 import os
 import shlex
+import sys
 import time
 import uuid
 
@@ -14,6 +15,9 @@ import pytest
 import testinfra
 import testinfra.utils.ansible_runner
 import yaml
+
+sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from lab_tls import CA, redis_tls  # noqa: E402  (tests/support helper)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -64,9 +68,19 @@ def private_address(host):
     return _private_address(host.backend.get_hostname())
 
 
-def cli(host, password, *args, user=None, port=6379, target="127.0.0.1"):
+@functools.lru_cache(maxsize=None)
+def _tls(name):
+    return redis_tls(get_host(name).ansible.get_variables())
+
+
+def tls_args(host):
+    """redis-cli's TLS arguments when the lab runs Redis over TLS (redis_tls, from internal_tls_enabled)."""
+    return ["--tls", "--cacert", CA] if _tls(host.backend.get_hostname()) else []
+
+
+def cli(host, password, *args, user=None, port=6379, target="127.0.0.1", tls=True):
     """redis-cli on the host; the password goes through stdin (--askpass)."""
-    words = ["redis-cli", "-h", target, "-p", str(port)]
+    words = ["redis-cli", "-h", target, "-p", str(port)] + (tls_args(host) if tls else [])
     if user:
         words += ["--user", user]
     if password is not None:
@@ -194,6 +208,26 @@ def test_not_reachable_on_other_addresses(host):
         assert wildcard not in out
 
 
+@pytest.mark.parametrize("port_var,default,group", [("redis_port", 6379, "redis"),
+                                                    ("redis_sentinel_port", 26379, "sentinel")])
+def test_tls_only_with_a_certificate_for_the_address(host, port_var, default, group):
+    """With redis_tls: plain TCP gets no answer, and the certificate verifies for the private address."""
+    if host.backend.get_hostname() not in RUNNER.get_hosts(group):
+        pytest.skip(f"not in group {group}")
+    if not tls_args(host):
+        pytest.skip("redis_tls is off")
+    port = settings(host).get(port_var, default)
+    plain = cli(host, None, "PING", port=port, target=private_address(host), tls=False)
+    assert "NOAUTH" not in plain and "PONG" not in plain, plain
+    assert cli(host, None, "PING", port=port, target=private_address(host)).startswith("NOAUTH")
+    other = next(h for h in REDIS_HOSTS if h != host.backend.get_hostname())
+    for verify_ip, ok in ((private_address(host), True), (_private_address(other), False)):
+        result = get_host(other).run(
+            f"echo | timeout 10 openssl s_client -brief -connect {private_address(host)}:{port} -CAfile {CA} "
+            f"-verify_return_error -verify_ip {verify_ip}")
+        assert (result.rc == 0) is ok, (verify_ip, result.stdout + result.stderr)
+
+
 # --- authentication and the application's permissions --------------------------------
 
 def test_unauthenticated_commands_are_refused(host):
@@ -207,7 +241,7 @@ def test_unauthenticated_commands_are_refused(host):
 def test_wrong_password_is_refused(host):
     if host.backend.get_hostname() not in REDIS_HOSTS:
         pytest.skip("not a Redis server")
-    out = host.run("printf 'wrong\\n' | redis-cli --user recete --askpass PING")
+    out = host.run("printf 'wrong\\n' | redis-cli %s --user recete --askpass PING" % " ".join(tls_args(host)))
     assert "WRONGPASS" in out.stdout + out.stderr
 
 

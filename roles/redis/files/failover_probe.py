@@ -51,6 +51,7 @@ def parse_args():
     parser.add_argument('--jobs-interval', type=float, default=0.1)
     parser.add_argument('--jobs-settle', type=float, default=60,
                         help='seconds to wait for accepted jobs to complete after the stream stops')
+    parser.add_argument('--tls-ca', default='', help='CA file: reach the Sentinels and Redis over TLS, verified with it')
     parser.add_argument('--out', required=True, help='JSON summary file')
     return parser.parse_args()
 
@@ -62,9 +63,12 @@ class Writer(object):
         for item in args.sentinels.split(','):
             host, port = item.rsplit(':', 1)
             hosts.append((host, int(port)))
+        # TLS (the redis role's redis_tls): the certificate and the address checked.
+        self.tls = dict(ssl=True, ssl_ca_certs=args.tls_ca, ssl_cert_reqs='required',
+                        ssl_check_hostname=True) if args.tls_ca else {}
         self.sentinel = Sentinel(hosts, socket_timeout=args.timeout,
-                                 sentinel_kwargs={'password': os.environ.get('PROBE_SENTINEL_PASSWORD'),
-                                                  'socket_timeout': args.timeout})
+                                 sentinel_kwargs=dict({'password': os.environ.get('PROBE_SENTINEL_PASSWORD'),
+                                                       'socket_timeout': args.timeout}, **self.tls))
         self.password = os.environ.get('PROBE_PASSWORD')
         self.client = None
         self.address = None
@@ -79,7 +83,7 @@ class Writer(object):
         # No retries inside redis-py: every failure must show as a data point.
         self.client = redis.Redis(host=host, port=port, username=self.args.user, password=self.password,
                                   socket_timeout=self.args.timeout, socket_connect_timeout=self.args.timeout,
-                                  retry=Retry(NoBackoff(), 0))
+                                  retry=Retry(NoBackoff(), 0), **self.tls)
 
     def error(self, exc):
         kind = exc.__class__.__name__
