@@ -16,32 +16,16 @@ import uuid
 
 import pytest
 import testinfra.utils.ansible_runner
-import yaml
 
 sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from lab_settings import private_address, role_settings  # noqa: E402  (tests/support helper)
 from sandbox import assert_sandboxed  # noqa: E402  (tests/support helper)
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = RUNNER.get_hosts("pgbouncer")
 POSTGRES_HOSTS = RUNNER.get_hosts("postgres")
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
-DEFAULTS = os.path.join(PROJECT, "roles", "pgbouncer", "defaults", "main.yml")
-PG_DEFAULTS = os.path.join(PROJECT, "roles", "postgresql", "defaults", "main.yml")
-LAB_VARS = os.path.join(PROJECT, "inventories", "lab", "group_vars", "all", "postgresql.yml")
-
-
-@functools.lru_cache(maxsize=None)
-def _settings(name):
-    merged = {}
-    for path in (PG_DEFAULTS, DEFAULTS, LAB_VARS):
-        if os.path.exists(path):
-            with open(path) as handle:
-                merged.update({k: v for k, v in yaml.safe_load(handle).items() if "{{" not in str(v)})
-    host_vars = RUNNER.get_variables(name)
-    merged.update({k: v for k, v in host_vars.items()
-                   if k.startswith(("pgbouncer_", "postgresql_")) and "{{" not in str(v)})
-    return merged
+_settings = role_settings(RUNNER, ["postgresql", "pgbouncer"], "postgresql")
 
 
 def settings(host):
@@ -50,9 +34,7 @@ def settings(host):
 
 @functools.lru_cache(maxsize=None)
 def address_of(name):
-    """The host's private address: the source address of its default route (as the roles use)."""
-    route = RUNNER.get_host(name).check_output("ip -4 -o route get 1.1.1.1").split()
-    return route[route.index("src") + 1]
+    return private_address(RUNNER.get_host(name))
 
 
 def member(role):

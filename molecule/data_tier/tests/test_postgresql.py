@@ -8,35 +8,26 @@ come from the role defaults < the lab's group_vars < the Molecule inventory.
 import functools
 import os
 import shlex
+import sys
 import time
 import uuid
 
 import pytest
 import testinfra.utils.ansible_runner
-import yaml
+
+sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from lab_settings import private_address, role_settings  # noqa: E402  (tests/support helper)
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = RUNNER.get_hosts("postgres")
 PGBOUNCER_HOSTS = RUNNER.get_hosts("pgbouncer")
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
-DEFAULTS = os.path.join(PROJECT, "roles", "postgresql", "defaults", "main.yml")
-LAB_VARS = os.path.join(PROJECT, "inventories", "lab", "group_vars", "all", "postgresql.yml")
 VERSION = "15"  # Debian 12 lab machines
 DATA_DIR = f"/var/lib/postgresql/{VERSION}/main"
 CONF_DIR = f"/etc/postgresql/{VERSION}/main"
 
 
-@functools.lru_cache(maxsize=None)
-def _settings(name):
-    with open(DEFAULTS) as handle:
-        merged = yaml.safe_load(handle)
-    if os.path.exists(LAB_VARS):
-        with open(LAB_VARS) as handle:
-            merged.update(yaml.safe_load(handle))
-    host_vars = RUNNER.get_variables(name)
-    merged.update({k: v for k, v in host_vars.items() if k.startswith("postgresql_")})
-    return merged
+_settings = role_settings(RUNNER, ["postgresql"], "postgresql")
 
 
 def settings(host):
@@ -45,9 +36,7 @@ def settings(host):
 
 @functools.lru_cache(maxsize=None)
 def address_of(name):
-    """The host's private address: the source address of its default route (as the roles use)."""
-    route = RUNNER.get_host(name).check_output("ip -4 -o route get 1.1.1.1").split()
-    return route[route.index("src") + 1]
+    return private_address(RUNNER.get_host(name))
 
 
 def member_role(host):

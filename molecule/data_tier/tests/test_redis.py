@@ -14,9 +14,9 @@ import uuid
 import pytest
 import testinfra
 import testinfra.utils.ansible_runner
-import yaml
 
 sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
+from lab_settings import private_address as _address_of_host, role_settings  # noqa: E402  (tests/support helper)
 from lab_tls import CA, redis_tls  # noqa: E402  (tests/support helper)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -25,9 +25,6 @@ testinfra_hosts = sorted(set(RUNNER.get_hosts("redis")) | set(RUNNER.get_hosts("
 REDIS_HOSTS = RUNNER.get_hosts("redis")
 SENTINEL_HOSTS = RUNNER.get_hosts("sentinel")
 
-PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
-LAB_VARS = os.path.join(PROJECT, "inventories", "lab", "group_vars", "all", "redis.yml")
-DEFAULTS = os.path.join(PROJECT, "roles", "redis", "defaults", "main.yml")
 MARKER = "# recete.stack: written once by the redis role"
 
 
@@ -37,31 +34,16 @@ def get_host(name):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=INVENTORY)
 
 
-@functools.lru_cache(maxsize=None)
-def _settings(name):
-    host = get_host(name)
-    return _load_settings(host)
+_settings = role_settings(RUNNER, ["redis"], "redis")
 
 
 def settings(host):
     return _settings(host.backend.get_hostname())
 
 
-def _load_settings(host):
-    """The role's variables for this host: defaults < lab group_vars < Molecule inventory."""
-    with open(DEFAULTS) as handle:
-        merged = {k: v for k, v in yaml.safe_load(handle).items() if not str(v).startswith("{{")}
-    if os.path.exists(LAB_VARS):
-        with open(LAB_VARS) as handle:
-            merged.update(yaml.safe_load(handle))
-    merged.update({k: v for k, v in host.ansible.get_variables().items() if k.startswith("redis_")})
-    return merged
-
-
 @functools.lru_cache(maxsize=None)
 def _private_address(name):
-    host = get_host(name)
-    return host.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    return _address_of_host(get_host(name))
 
 
 def private_address(host):

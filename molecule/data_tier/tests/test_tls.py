@@ -18,6 +18,7 @@ import testinfra.utils.ansible_runner
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from lab_run import lab_host  # noqa: E402  (tests/support helper)
+from lab_settings import private_address  # noqa: E402  (tests/support helper)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -39,9 +40,7 @@ def on(name):
 
 @functools.lru_cache(maxsize=None)
 def address_of(name):
-    """The host's private address: the source address of its default route (as the roles use)."""
-    route = on(name).check_output("ip -4 -o route get 1.1.1.1").split()
-    return route[route.index("src") + 1]
+    return private_address(on(name))
 
 
 @functools.lru_cache(maxsize=None)

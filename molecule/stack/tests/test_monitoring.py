@@ -9,6 +9,7 @@ enqueued (queue latency), WAL replay paused on the replica under writes
 (replication lag), an API instance stopped (instance down) — and reach
 Alertmanager. The stack is restored in a `finally`.
 """
+import functools
 import http.client
 import json
 import os
@@ -18,12 +19,13 @@ import time
 import uuid
 
 import pytest
-import testinfra
 import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import lab_host  # noqa: E402  (tests/support helper)
+from lab_settings import private_address  # noqa: E402  (tests/support helper)
 from prometheus import Prometheus  # noqa: E402
 from sandbox import assert_sandboxed  # noqa: E402  (tests/support helper)
 
@@ -76,11 +78,12 @@ SECRET_FILES = {"redis1": ["/etc/default/prometheus-redis-exporter", "/etc/defau
 
 
 def on(name):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+    return lab_host(INVENTORY, name)
 
 
+@functools.lru_cache(maxsize=None)
 def address(name):
-    return on(name).ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    return private_address(on(name))
 
 
 @pytest.fixture(scope="module")
