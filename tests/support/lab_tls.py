@@ -12,6 +12,11 @@ def redis_tls(variables):
     return bool(variables.get("redis_tls", variables.get("internal_tls_enabled", False)))
 
 
+def redis_cli_tls_args(variables):
+    """redis-cli's TLS arguments, as a list ([] without TLS)."""
+    return ["--tls", "--cacert", CA] if redis_tls(variables) else []
+
+
 def redis_cli_tls(variables):
     """redis-cli's TLS arguments for a command line (with a trailing space), or ''."""
-    return "--tls --cacert %s " % CA if redis_tls(variables) else ""
+    return "".join(arg + " " for arg in redis_cli_tls_args(variables))

@@ -17,7 +17,7 @@ import testinfra.utils.ansible_runner
 
 sys.path.insert(0, os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd()), "tests", "support"))
 from lab_settings import private_address as _address_of_host, role_settings  # noqa: E402  (tests/support helper)
-from lab_tls import CA, redis_tls  # noqa: E402  (tests/support helper)
+from lab_tls import CA, redis_cli_tls_args  # noqa: E402  (tests/support helper)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -50,14 +50,9 @@ def private_address(host):
     return _private_address(host.backend.get_hostname())
 
 
-@functools.lru_cache(maxsize=None)
-def _tls(name):
-    return redis_tls(get_host(name).ansible.get_variables())
-
-
 def tls_args(host):
     """redis-cli's TLS arguments when the lab runs Redis over TLS (redis_tls, from internal_tls_enabled)."""
-    return ["--tls", "--cacert", CA] if _tls(host.backend.get_hostname()) else []
+    return redis_cli_tls_args(RUNNER.get_variables(host.backend.get_hostname()))
 
 
 def cli(host, password, *args, user=None, port=6379, target="127.0.0.1", tls=True):
