@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseHosts } from './poolers.js';
+import { parseTrustedProxies } from './clientaddr.js';
 
 // Exit code for configuration errors: distinct from 1 (crash / forced
 // shutdown) so systemd units and tests can tell "misconfigured" apart.
@@ -219,6 +220,23 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     }
   }
 
+  // Shared rate limiting (ratelimit.js), API only: the worker reads the same
+  // environment file and has no requests to limit. 0 points: off.
+  let rateLimit = { rateLimitPoints: 0, rateLimitWindowS: 1, trustedProxies: parseTrustedProxies('') };
+  if (role === 'api') {
+    let trustedProxies = rateLimit.trustedProxies;
+    try {
+      trustedProxies = parseTrustedProxies(env.TRUSTED_PROXIES);
+    } catch (err) {
+      problems.push(`TRUSTED_PROXIES must be a comma-separated list of IP addresses and CIDR ranges (${err.message})`);
+    }
+    rateLimit = {
+      rateLimitPoints: intVar(env, 'RATE_LIMIT_POINTS', 0, 0, 1000000000, problems),
+      rateLimitWindowS: intVar(env, 'RATE_LIMIT_WINDOW_S', 1, 1, 86400, problems),
+      trustedProxies,
+    };
+  }
+
   const config = {
     role,
     version: readVersion(),
@@ -241,6 +259,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     metricsPort,
     metricsHost: env.METRICS_HOST || '127.0.0.1',
     cpuQuotaCores: numberVar(env, 'CPU_QUOTA_CORES', 1, 0.01, 64, problems),
+    ...rateLimit,
   };
 
   if (problems.length) throw new ConfigError(problems);

@@ -172,3 +172,26 @@ test('loadConfig: an unreadable REDIS_TLS_CA_FILE is reported by name', () => {
     (err) => err instanceof ConfigError && /REDIS_TLS_CA_FILE cannot be read \(ENOENT\)/.test(err.message),
   );
 });
+
+test('loadConfig: rate limiting is off by default; RATE_LIMIT_* and TRUSTED_PROXIES are read and checked by name', () => {
+  const off = loadConfig(VALID);
+  assert.deepEqual([off.rateLimitPoints, off.rateLimitWindowS, off.trustedProxies.entries], [0, 1, []]);
+  const on = loadConfig({ ...VALID, RATE_LIMIT_POINTS: '50', RATE_LIMIT_WINDOW_S: '10', TRUSTED_PROXIES: '10.0.0.11,10.0.0.12, fd00::/8' });
+  assert.deepEqual([on.rateLimitPoints, on.rateLimitWindowS], [50, 10]);
+  assert.ok(on.trustedProxies.has('10.0.0.12') && on.trustedProxies.has('fd00::7') && !on.trustedProxies.has('10.0.0.13'));
+  assert.throws(
+    () => loadConfig({ ...VALID, RATE_LIMIT_POINTS: '-1', RATE_LIMIT_WINDOW_S: '0', TRUSTED_PROXIES: '10.0.0.11,lb2' }),
+    (err) => ['RATE_LIMIT_POINTS', 'RATE_LIMIT_WINDOW_S', 'TRUSTED_PROXIES'].every((v) => err.problems.some((p) => p.startsWith(v))),
+  );
+});
+
+test('loadConfig: the worker ignores the API-only rate limit settings of the shared environment file', () => {
+  const w = loadConfig({ ...VALID, RATE_LIMIT_POINTS: 'x', TRUSTED_PROXIES: 'lb2' }, { role: 'worker' });
+  assert.equal(w.rateLimitPoints, 0);
+});
+
+test('server: a bad TRUSTED_PROXIES exits 2 naming it', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { ...VALID, TRUSTED_PROXIES: '10.0.0.0/40' });
+  assert.equal(code, 2, output);
+  assert.match(output, /TRUSTED_PROXIES must be a comma-separated list .*"10\.0\.0\.0\/40"/);
+});
