@@ -4,7 +4,8 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Job } from 'bullmq';
 import * as log from './log.js';
-import { httpMetrics, metricsHandler } from './metrics.js';
+import { httpMetrics, metricsHandler, rateLimitMetrics } from './metrics.js';
+import { rateLimit } from './ratelimit.js';
 import { readWithRetry } from './readpool.js';
 import { MAX_EVENTS, retentionScore } from './score.js';
 
@@ -86,8 +87,10 @@ const JOB_ID = /^[A-Za-z0-9_.-]{1,100}$/;
  * @param deps.state   { shuttingDown: boolean }, flipped by server.js on SIGTERM
  * @param deps.metrics prom-client Registry, or null (METRICS=off: no
  *                     instrumentation, GET /metrics is 404)
+ * @param deps.limiter a rate-limiter-flexible limiter (ratelimit.js), or
+ *                     null: no rate limiting (RATE_LIMIT_POINTS=0)
  */
-export function createApp({ config, pools, queue, redis, state, metrics = null }) {
+export function createApp({ config, pools, queue, redis, state, metrics = null, limiter = null }) {
   const app = new Hono();
   const ident = { version: config.version, instance: config.instance };
 
@@ -102,6 +105,11 @@ export function createApp({ config, pools, queue, redis, state, metrics = null }
     c.header('X-Instance', config.instance);
     c.header('X-App-Version', config.version);
   });
+  // Before the body is read: a refused request costs no parsing. After the
+  // two above, so a 429 is measured and names its instance.
+  if (limiter) {
+    app.use('*', rateLimit(limiter, { trusted: config.trustedProxies, metrics: metrics && rateLimitMetrics(metrics) }));
+  }
   app.use('*', bodyLimit({ maxSize: 1024 * 1024, onError: (c) => c.json({ error: 'request body too large' }, 413) }));
 
   // Liveness: the process runs and the event loop answers. Deliberately no

@@ -147,6 +147,27 @@ export function httpMetrics(registry) {
   };
 }
 
+/**
+ * The shared rate limiter's outcomes (ratelimit.js): requests refused with
+ * 429, and requests let through because the limiter's Redis did not answer
+ * in time (fail open). Both start at zero so rate() sees the first one.
+ */
+export function rateLimitMetrics(registry) {
+  const limited = new client.Counter({
+    name: 'recete_rate_limited_total',
+    help: 'Requests refused with 429 because their client was over RATE_LIMIT_POINTS in the window',
+    registers: [registry],
+  });
+  const errors = new client.Counter({
+    name: 'recete_rate_limit_errors_total',
+    help: 'Requests let through unchecked because the rate limiter failed (Redis down, slow or refusing)',
+    registers: [registry],
+  });
+  limited.inc(0);
+  errors.inc(0);
+  return { limited, errors };
+}
+
 /** Hono handler for GET /metrics: the text exposition format. */
 export function metricsHandler(registry) {
   return async (c) => c.body(await registry.metrics(), 200, { 'Content-Type': registry.contentType });

@@ -5,6 +5,7 @@ import { createPools } from './db.js';
 import { createRedis } from './redis.js';
 import { createQueue } from './queue.js';
 import { createApp } from './api.js';
+import { createRedisLimiter } from './ratelimit.js';
 import { installProcessHandlers } from './lifecycle.js';
 import { createRegistry, dbQueryHistogram, queueMetrics, readPoolMetrics } from './metrics.js';
 import * as log from './log.js';
@@ -24,8 +25,11 @@ const redis = createRedis(config.redis, { enableOfflineQueue: false, maxRetriesP
 const queue = createQueue(config);
 // Queue depth and latency from the API too: measurable while no worker runs.
 if (metrics) queueMetrics(metrics, { queue, queueName: config.queueName });
+// Shared rate limiting on a client of its own (short command timeout, fails
+// open), so neither the queue nor /ready waits behind it. null when off.
+const rateLimiter = createRedisLimiter(config);
 const state = { shuttingDown: false };
-const app = createApp({ config, pools, queue, redis, state, metrics });
+const app = createApp({ config, pools, queue, redis, state, metrics, limiter: rateLimiter?.limiter ?? null });
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
   log.info('listening', { address: info.address, port: info.port, pid: process.pid, node: process.version });
@@ -56,7 +60,9 @@ async function shutdown(signal) {
   log.info('http server closed');
 
   // 3. Release the backends.
-  const results = await Promise.allSettled([queue.close(), pools.rw.end(), pools.ro.end(), redis.quit()]);
+  const closing = [queue.close(), pools.rw.end(), pools.ro.end(), redis.quit()];
+  if (rateLimiter) closing.push(rateLimiter.redis.quit());
+  const results = await Promise.allSettled(closing);
   for (const r of results) if (r.status === 'rejected') log.warn('error while closing', { err: r.reason });
   log.info('shutdown complete');
   process.exit(0);
