@@ -252,8 +252,19 @@ def test_app_user_cannot_administer(command):
     assert app(master_host(), *command).startswith("NOPERM"), command
 
 
+def test_app_user_can_count_the_shared_rate_limit():
+    # What rate-limiter-flexible's RateLimiterRedis runs per request (examples/app/src/ratelimit.js).
+    key = f"recete:rl:test-{uuid.uuid4().hex[:8]}"
+    script = ("redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX') "
+              "local consumed = redis.call('incrby', KEYS[1], ARGV[1]) "
+              "return {consumed, redis.call('pttl', KEYS[1])}")
+    assert app(master_host(), "EVAL", script, 1, key, 1, 5).splitlines()[0] == "1"
+    assert app(master_host(), "DEL", key) == "1"
+
+
 def test_app_user_keys_are_limited_to_its_patterns():
     assert app(master_host(), "SET", "outside:bullmq", "1").startswith("NOPERM")
+    assert app(master_host(), "SET", "recete:other", "1").startswith("NOPERM")
 
 
 # --- settings, replication, Sentinel ---------------------------------------------------
