@@ -58,8 +58,14 @@ MANAGED = {
 # extras may not replace what it says either.
 RELEASE_ENV = ("database_url", "database_hosts", "database_ro_urls", "redis_sentinels", "redis_master_name",
                "redis_username", "redis_password", "redis_sentinel_password", "redis_tls_ca_file", "queue_name")
+# ... and those of its keys that a variable of app_release sets. The rate limit
+# is one budget for the whole API tier: an instance must not count differently.
+RELEASE_ENV_OWN = {"rate_limit_points": "app_release_rate_limit_points",
+                   "rate_limit_window_s": "app_release_rate_limit_window_s",
+                   "trusted_proxies": "app_release_trusted_proxies_extra"}
 for _tier in ("api_env_extra", "worker_env_extra", "app_release_env_extra"):
     MANAGED[_tier].update(dict.fromkeys(RELEASE_ENV))
+    MANAGED[_tier].update(RELEASE_ENV_OWN)
 # Environment dictionaries that end up in a unit file readable by every local user.
 IN_UNIT_FILE = ("api_env_extra", "worker_env_extra")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
