@@ -268,7 +268,7 @@ class OpenLoop:
     JOB_CONSTANT = 1000003  # a sum job adds it to its sequence number
 
     def __init__(self, address, rate, port=80, job_share=0.0, connections=32, timeout=10.0,
-                 max_seconds=3600.0, tag=None, score_events=0, job_sleep_ms=0):
+                 max_seconds=3600.0, tag=None, score_events=0, job_sleep_ms=0, read_ids=None):
         if rate <= 0:
             raise LabError("the rate must be positive")
         self.address, self.port, self.rate = address, port, float(rate)
@@ -278,6 +278,10 @@ class OpenLoop:
         self.score_events = int(score_events)
         # job_sleep_ms > 0: each sum job also sleeps that long in the worker (a slow job: queue latency grows).
         self.job_sleep_ms = int(job_sleep_ms)
+        # read_ids: every request is GET /items/:id over these ids in turn (a read mix for the
+        # cache bench, bench/cache_reads.py); the X-Cache answers are counted per phase.
+        self.read_ids = list(read_ids or [])
+        self.cache_answers = collections.Counter()   # (phase, X-Cache or None) -> answers
         self.tag = tag or "bench-%d" % int(time.time())
         self.t0 = None         # monotonic start of the schedule (set by start())
         self.marks = []        # [(phase, t)] each phase change, t as Result.at
@@ -319,9 +323,12 @@ class OpenLoop:
         conn.request(method, path, body, headers)
         resp = conn.getresponse()
         data = resp.read()
+        conn.x_cache = resp.getheader("X-Cache")
         return resp.status, data, resp.getheader("X-App-Version")
 
     def _kind(self, seq):
+        if self.read_ids:
+            return "read"
         if self.job_share > 0 and int((seq + 1) * self.job_share) > int(seq * self.job_share):
             return "job"
         if self.score_events > 0:
@@ -332,6 +339,8 @@ class OpenLoop:
     def _send(self, conn, kind, seq):
         if kind == "score":
             return self._request(conn, "GET", "/score/%d?events=%d" % (seq % 100000 + 1, self.score_events))
+        if kind == "read":
+            return self._request(conn, "GET", "/items/%s" % self.read_ids[seq % len(self.read_ids)])
         if kind == "get":
             return self._request(conn, "GET", "/items/%s" % self.item_id)
         if kind == "post":
@@ -419,6 +428,9 @@ class OpenLoop:
                 continue
             self.results.append(Result(phase, kind, time.monotonic() - due, status, None, reused, version,
                                        due - self.t0))
+            if kind == "read":
+                with self._lock:
+                    self.cache_answers[(phase, conn.x_cache)] += 1
             if kind == "job" and 200 <= status < 300:
                 try:
                     job_id = str(json.loads(data)["id"])

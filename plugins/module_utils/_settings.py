@@ -57,12 +57,18 @@ MANAGED = {
 # The release's environment file (0600) is read by every instance; the tier
 # extras may not replace what it says either.
 RELEASE_ENV = ("database_url", "database_hosts", "database_ro_urls", "redis_sentinels", "redis_master_name",
-               "redis_username", "redis_password", "redis_sentinel_password", "redis_tls_ca_file", "queue_name")
+               "redis_username", "redis_password", "redis_sentinel_username", "redis_sentinel_password",
+               "redis_tls_ca_file", "queue_name", "cache_sentinels", "cache_redis_url")
 # ... and those of its keys that a variable of app_release sets. The rate limit
 # is one budget for the whole API tier: an instance must not count differently.
 RELEASE_ENV_OWN = {"rate_limit_points": "app_release_rate_limit_points",
                    "rate_limit_window_s": "app_release_rate_limit_window_s",
-                   "trusted_proxies": "app_release_trusted_proxies_extra"}
+                   "trusted_proxies": "app_release_trusted_proxies_extra",
+                   # One cache for the tier: an instance reading another cache would serve stale items.
+                   "cache_master_name": "app_release_cache_master_name",
+                   "cache_username": "app_release_cache_user",
+                   "cache_password": "app_release_cache_password",
+                   "cache_ttl_s": "app_release_cache_ttl_s"}
 for _tier in ("api_env_extra", "worker_env_extra", "app_release_env_extra"):
     MANAGED[_tier].update(dict.fromkeys(RELEASE_ENV))
     MANAGED[_tier].update(RELEASE_ENV_OWN)

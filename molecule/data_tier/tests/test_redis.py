@@ -84,17 +84,19 @@ def sentinel(host, *args):
     return cli(host, s["redis_sentinel_password"], *args, port=s.get("redis_sentinel_port", 26379))
 
 
-def master_address(host):
-    reply = sentinel(host, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", settings(host).get("redis_master_name", "recete"))
+def master_address(host, name=None):
+    name = name or settings(host).get("redis_master_name", "recete")
+    reply = sentinel(host, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
     words = reply.split()
     assert len(words) == 2, f"the Sentinel on {host.backend.get_hostname()} answered {reply!r}"
     return words[0], int(words[1])
 
 
-def master_host():
-    """The inventory host that is the master now (after a drill, not the initial one)."""
+def master_host(name=None):
+    """The inventory host that is the master now (after a drill, not the initial one); `name`: the
+    master name Sentinel knows it by (default the queue's, redis_master_name)."""
     probe = get_host(SENTINEL_HOSTS[0])
-    ip, _port = master_address(probe)
+    ip, _port = master_address(probe, name)
     for name in REDIS_HOSTS:
         candidate = get_host(name)
         if private_address(candidate) == ip:
@@ -415,3 +417,65 @@ def test_sentinels_log_in_to_each_other_as_the_peer_user(host):
     name = s.get("redis_master_name", "recete")
     fields = sentinel(host, "SENTINEL", "MASTER", name).splitlines()
     assert int(dict(zip(fields[0::2], fields[1::2]))["num-other-sentinels"]) == len(SENTINEL_HOSTS) - 1
+
+
+# --- the cache Redis beside the queue's (role recete.stack.redis_cache) ----------
+
+CACHE_PORT = 6380
+CACHE_MASTER = "recete-cache"
+
+
+def cache_user(host, *args):
+    s = settings(host)
+    return cli(host, s["redis_cache_password"], *args, user="cache", port=CACHE_PORT)
+
+
+def cache_config(host, key):
+    reply = admin(host, "CONFIG", "GET", key, port=CACHE_PORT).splitlines()
+    assert len(reply) >= 1 and reply[0] == key, reply
+    return reply[1] if len(reply) > 1 else ""
+
+
+def test_cache_servers_evict_and_keep_nothing_on_disk_the_queue_keeps_its_settings(host):
+    if host.backend.get_hostname() not in REDIS_HOSTS:
+        pytest.skip("not a Redis server")
+    unit = host.service("redis-server@cache")
+    assert unit.is_running and unit.is_enabled
+    assert host.socket(f"tcp://{private_address(host)}:{CACHE_PORT}").is_listening
+    assert {key: cache_config(host, key) for key in ("maxmemory-policy", "appendonly", "save", "maxmemory")} == {
+        "maxmemory-policy": "allkeys-lru", "appendonly": "no", "save": "", "maxmemory": str(64 * 1024 * 1024)}
+    # The queue's server beside it: still noeviction and AOF (BullMQ must never lose a job to eviction).
+    queue = {key: admin(host, "CONFIG", "GET", key).splitlines()[1] for key in ("maxmemory-policy", "appendonly")}
+    assert queue == {"maxmemory-policy": "noeviction", "appendonly": "yes"}
+    assert not host.file("/var/lib/redis/dump-cache.rdb").exists
+
+
+def test_cache_has_one_master_that_every_sentinel_follows():
+    answers = {}
+    for name in SENTINEL_HOSTS:
+        node = get_host(name)
+        words = sentinel(node, "SENTINEL", "MASTER", CACHE_MASTER).splitlines()
+        info = dict(zip(words[0::2], words[1::2]))
+        answers[name] = (info.get("ip"), info.get("port"), info.get("flags"), info.get("num-slaves"),
+                         info.get("num-other-sentinels"), info.get("quorum"))
+    assert len(set(answers.values())) == 1, answers
+    ip, port, flags, replicas, others, quorum = next(iter(answers.values()))
+    assert (port, flags) == (str(CACHE_PORT), "master"), answers
+    assert replicas == str(len(REDIS_HOSTS) - 1) and others == str(len(SENTINEL_HOSTS) - 1), answers
+    master = master_host(CACHE_MASTER)
+    info = admin(master, "INFO", "replication", port=CACHE_PORT)
+    assert f"connected_slaves:{len(REDIS_HOSTS) - 1}" in info, info
+
+
+def test_cache_user_touches_only_cache_keys_and_neither_user_crosses_over():
+    master = master_host(CACHE_MASTER)
+    key = "recete:cache:probe:" + uuid.uuid4().hex[:8]
+    assert cache_user(master, "SET", key, "1", "PX", "60000") == "OK"
+    assert cache_user(master, "GET", key) == "1"
+    for command in (["SET", "bull:probe", "1"], ["GET", "recete:rl:probe"], ["KEYS", "*"], ["FLUSHALL"],
+                    ["CONFIG", "GET", "maxmemory"]):
+        assert cache_user(master, *command).startswith("NOPERM"), command
+    # The queue's app user does not exist on the cache servers, nor the cache user on the queue's.
+    assert app(master, "PING") == "PONG" and cache_user(master, "PING") == "PONG"
+    assert app(master, "PING", port=CACHE_PORT) != "PONG"
+    assert cli(master, settings(master)["redis_cache_password"], "PING", user="cache") != "PONG"
