@@ -79,6 +79,17 @@ const ITEM_ID = /^[0-9]{1,18}$/;
 // BullMQ ids are generated integers, but accept custom ids of a safe shape.
 const JOB_ID = /^[A-Za-z0-9_.-]{1,100}$/;
 
+// What GET /items/:id and PUT answer (and the cache holds). version counts
+// the updates of the row (1 when created); the cache compares it.
+const ITEM_COLUMNS = 'id, name, payload, created_by, created_at, updated_at, version';
+const SELECT_ITEM = `SELECT ${ITEM_COLUMNS} FROM items WHERE id = $1`;
+
+function itemId(c) {
+  const id = c.req.param('id');
+  if (!ITEM_ID.test(id)) throw new HttpError(400, 'id must be a positive integer');
+  return id;
+}
+
 /**
  * @param deps.config  configuration (config.js)
  * @param deps.pools   { rw, ro } pg Pools
@@ -89,8 +100,10 @@ const JOB_ID = /^[A-Za-z0-9_.-]{1,100}$/;
  *                     instrumentation, GET /metrics is 404)
  * @param deps.limiter a rate-limiter-flexible limiter (ratelimit.js), or
  *                     null: no rate limiting (RATE_LIMIT_POINTS=0)
+ * @param deps.cache   an ItemCache (cache.js), or null: item reads go to the
+ *                     read pool, no X-Cache header
  */
-export function createApp({ config, pools, queue, redis, state, metrics = null, limiter = null }) {
+export function createApp({ config, pools, queue, redis, state, metrics = null, limiter = null, cache = null }) {
   const app = new Hono();
   const ident = { version: config.version, instance: config.instance };
 
@@ -162,17 +175,44 @@ export function createApp({ config, pools, queue, redis, state, metrics = null, 
     return c.json(rows[0], 201);
   });
 
-  app.get('/items/:id', async (c) => {
-    const id = c.req.param('id');
-    if (!ITEM_ID.test(id)) throw new HttpError(400, 'id must be a positive integer');
-    // Reads go to the read-only pool (a replica in a bigger setup, so a row
-    // may appear there a moment after the POST).
-    const { rows } = await pools.ro.query(
-      'SELECT id, name, payload, created_by, created_at FROM items WHERE id = $1',
-      [id],
+  app.put('/items/:id', async (c) => {
+    const id = itemId(c);
+    const { name, payload } = validateItem(await jsonBody(c));
+    // version + 1 in the same statement: concurrent updates of a row are
+    // serialised by its row lock, so each gets its own version.
+    const { rows } = await pools.rw.query(
+      `UPDATE items SET name = $2, payload = $3::jsonb, updated_at = now(), version = version + 1
+       WHERE id = $1 RETURNING ${ITEM_COLUMNS}`,
+      [id, name, payload === null ? null : JSON.stringify(payload)],
     );
     if (rows.length === 0) return c.json({ error: 'item not found' }, 404);
+    // Write-through after the commit, so no read of the cache can see the old
+    // version from here on. If it fails the update still stands (the
+    // database is the truth): store() deletes the old entry, and failing
+    // that, the old entry lives at most CACHE_TTL_S.
+    if (cache) await cache.store(rows[0], { invalidate: true });
     return c.json(rows[0]);
+  });
+
+  app.get('/items/:id', async (c) => {
+    const id = itemId(c);
+    // Reads go to the read-only pool (a replica in a bigger setup, so a row
+    // may appear there a moment after the POST).
+    const readFallback = () => pools.ro.query(SELECT_ITEM, [id]).then((r) => r.rows[0]);
+    if (!cache) {
+      const row = await readFallback();
+      if (!row) return c.json({ error: 'item not found' }, 404);
+      return c.json(row);
+    }
+    const { result, body } = await cache.read(id, {
+      // A miss is filled from the primary (see ItemCache.read).
+      readPrimary: () => readWithRetry(pools.rw, SELECT_ITEM, [id]).then((r) => r.rows[0]),
+      readFallback,
+    });
+    c.header('X-Cache', result);
+    if (body === null) return c.json({ error: 'item not found' }, 404);
+    // The JSON as stored (or as it would be): the same bytes, hit or not.
+    return c.body(body, 200, { 'Content-Type': 'application/json' });
   });
 
   // CPU-bound, no database: GET /score/42?events=50000 (see score.js).

@@ -115,20 +115,65 @@ function redisTlsCa(file, problems) {
   }
 }
 
-function parseSentinels(raw, problems) {
+/** host:port,host:port (or [v6addr]:port) of the variable `name`. */
+function parseSentinels(raw, name, problems) {
   const list = [];
   for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
     // host:port, or [v6addr]:port
     const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(part);
     const port = m ? Number(m[3]) : 0;
     if (!m || port < 1 || port > 65535) {
-      problems.push(`REDIS_SENTINELS must be a comma-separated list of host:port (bad entry ${JSON.stringify(part)})`);
+      problems.push(`${name} must be a comma-separated list of host:port (bad entry ${JSON.stringify(part)})`);
       return [];
     }
     list.push({ host: m[1] || m[2], port });
   }
-  if (list.length === 0) problems.push('REDIS_SENTINELS is set but lists no host:port');
+  if (list.length === 0) problems.push(`${name} is set but lists no host:port`);
   return list;
+}
+
+/** True if `raw` (the variable `name`) is a redis:// or rediss:// URL. */
+function redisUrlOk(raw, name, problems) {
+  let u;
+  try {
+    u = new URL(raw);
+  } catch {
+    problems.push(`${name} is not a valid URL`); // never echo it: it may hold a password
+    return false;
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    problems.push(`${name} must start with redis:// or rediss:// (got ${u.protocol}//)`);
+    return false;
+  }
+  return true;
+}
+
+/**
+ * The item cache's Redis (cache.js), or null: no cache. A master of its own
+ * behind the same Sentinels as the queue's (CACHE_SENTINELS, usually the
+ * same list as REDIS_SENTINELS), so the Sentinel credentials and the TLS CA
+ * are the queue's; only the ACL user is the cache's own.
+ */
+function cacheRedisVar(env, tlsCa, problems) {
+  const common = {
+    username: env.CACHE_USERNAME || undefined,
+    password: env.CACHE_PASSWORD || undefined,
+    ...(tlsCa ? { tlsCa } : {}),
+  };
+  if (env.CACHE_SENTINELS) {
+    return {
+      mode: 'sentinel',
+      sentinels: parseSentinels(env.CACHE_SENTINELS, 'CACHE_SENTINELS', problems),
+      name: env.CACHE_MASTER_NAME || 'recete-cache',
+      sentinelUsername: env.REDIS_SENTINEL_USERNAME || undefined,
+      sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
+      ...common,
+    };
+  }
+  if (env.CACHE_REDIS_URL) {
+    return redisUrlOk(env.CACHE_REDIS_URL, 'CACHE_REDIS_URL', problems) ? { mode: 'direct', url: env.CACHE_REDIS_URL, ...common } : null;
+  }
+  return null;
 }
 
 /**
@@ -160,9 +205,10 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
   const pgPoolSize = intVar(env, 'PG_POOL_SIZE', 10, 1, 1000, problems);
 
   let redis;
+  let tlsCa;
   if (role !== 'migrate') {
     // TLS to Redis and the Sentinels, their certificates checked against this CA (PEM).
-    const tlsCa = redisTlsCa(env.REDIS_TLS_CA_FILE, problems);
+    tlsCa = redisTlsCa(env.REDIS_TLS_CA_FILE, problems);
     const common = {
       username: env.REDIS_USERNAME || undefined,
       password: env.REDIS_PASSWORD || undefined,
@@ -171,7 +217,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     if (env.REDIS_SENTINELS) {
       redis = {
         mode: 'sentinel',
-        sentinels: parseSentinels(env.REDIS_SENTINELS, problems),
+        sentinels: parseSentinels(env.REDIS_SENTINELS, 'REDIS_SENTINELS', problems),
         name: env.REDIS_MASTER_NAME || 'recete',
         // Sentinel's ACL user for clients (read-only SENTINEL commands); unset = its default user.
         sentinelUsername: env.REDIS_SENTINEL_USERNAME || undefined,
@@ -179,15 +225,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
         ...common,
       };
     } else if (env.REDIS_URL) {
-      let u;
-      try {
-        u = new URL(env.REDIS_URL);
-      } catch {
-        problems.push('REDIS_URL is not a valid URL');
-      }
-      if (u && u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-        problems.push(`REDIS_URL must start with redis:// or rediss:// (got ${u.protocol}//)`);
-      }
+      redisUrlOk(env.REDIS_URL, 'REDIS_URL', problems);
       redis = { mode: 'direct', url: env.REDIS_URL, ...common };
     } else {
       problems.push('REDIS_SENTINELS (host:port,host:port) or REDIS_URL (redis://host:port) is required');
@@ -237,6 +275,16 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     };
   }
 
+  // The item cache (cache.js), API only like the rate limit: neither
+  // CACHE_SENTINELS nor CACHE_REDIS_URL set, no cache. The TTL is checked
+  // even then, so a typo shows before the cache is turned on.
+  let cache = null;
+  if (role === 'api') {
+    const ttlS = intVar(env, 'CACHE_TTL_S', 60, 1, 86400, problems);
+    const cacheRedis = cacheRedisVar(env, tlsCa, problems);
+    if (cacheRedis) cache = { redis: cacheRedis, ttlS };
+  }
+
   const config = {
     role,
     version: readVersion(),
@@ -260,6 +308,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
     metricsHost: env.METRICS_HOST || '127.0.0.1',
     cpuQuotaCores: numberVar(env, 'CPU_QUOTA_CORES', 1, 0.01, 64, problems),
     ...rateLimit,
+    cache,
   };
 
   if (problems.length) throw new ConfigError(problems);

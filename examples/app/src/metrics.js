@@ -168,6 +168,32 @@ export function rateLimitMetrics(registry) {
   return { limited, errors };
 }
 
+/**
+ * The item cache's outcomes (cache.js). Reads of GET /items/:id: `hit`
+ * (answered from the cache), `miss` (from the primary, then stored) and
+ * `bypass` (the cache failed or was too slow: from Postgres as without a
+ * cache). Writes of an item into the cache (the fill after a miss and the
+ * write-through of PUT): `stored`, `kept_newer` (the cache already held that
+ * version or a newer one) and `error`. Every label starts at zero.
+ */
+export function cacheMetrics(registry) {
+  const reads = new client.Counter({
+    name: 'recete_cache_reads_total',
+    help: 'Item reads by cache outcome: hit, miss (read from the primary and stored) or bypass (cache failed: read from Postgres)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const writes = new client.Counter({
+    name: 'recete_cache_writes_total',
+    help: 'Items written to the cache by outcome: stored, kept_newer (the cache held the same or a newer version) or error',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const result of ['hit', 'miss', 'bypass']) reads.inc({ result }, 0);
+  for (const result of ['stored', 'kept_newer', 'error']) writes.inc({ result }, 0);
+  return { reads, writes };
+}
+
 /** Hono handler for GET /metrics: the text exposition format. */
 export function metricsHandler(registry) {
   return async (c) => c.body(await registry.metrics(), 200, { 'Content-Type': registry.contentType });

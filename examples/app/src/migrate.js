@@ -28,6 +28,10 @@ const SCHEMA = [
   // Expand: a nullable column that releases before it neither read nor
   // write (INSERTs that omit it still work), so it is added while they serve.
   `ALTER TABLE IF EXISTS items ADD COLUMN IF NOT EXISTS updated_at timestamptz`,
+  // Expand: a constant default, so existing rows get 1 without a table
+  // rewrite (PostgreSQL 11+) and INSERTs of releases before it, which omit
+  // it, still work. Bumped by every PUT; the item cache compares it.
+  `ALTER TABLE IF EXISTS items ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1`,
   `CREATE TABLE IF NOT EXISTS job_results (
      job_id text PRIMARY KEY,
      result jsonb NOT NULL,

@@ -6,8 +6,9 @@ import { createRedis } from './redis.js';
 import { createQueue } from './queue.js';
 import { createApp } from './api.js';
 import { createRedisLimiter } from './ratelimit.js';
+import { createItemCache } from './cache.js';
 import { installProcessHandlers } from './lifecycle.js';
-import { createRegistry, dbQueryHistogram, queueMetrics, readPoolMetrics } from './metrics.js';
+import { cacheMetrics, createRegistry, dbQueryHistogram, queueMetrics, readPoolMetrics } from './metrics.js';
 import * as log from './log.js';
 
 const config = loadConfigOrExit(process.env, { role: 'api' });
@@ -28,8 +29,11 @@ if (metrics) queueMetrics(metrics, { queue, queueName: config.queueName });
 // Shared rate limiting on a client of its own (short command timeout, fails
 // open), so neither the queue nor /ready waits behind it. null when off.
 const rateLimiter = createRedisLimiter(config);
+// The item cache, on its own Redis and client (falls back to Postgres, not
+// part of /ready). null without CACHE_SENTINELS / CACHE_REDIS_URL.
+const cache = createItemCache(config, { metrics: metrics && config.cache && cacheMetrics(metrics) });
 const state = { shuttingDown: false };
-const app = createApp({ config, pools, queue, redis, state, metrics, limiter: rateLimiter?.limiter ?? null });
+const app = createApp({ config, pools, queue, redis, state, metrics, limiter: rateLimiter?.limiter ?? null, cache });
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
   log.info('listening', { address: info.address, port: info.port, pid: process.pid, node: process.version });
@@ -62,6 +66,7 @@ async function shutdown(signal) {
   // 3. Release the backends.
   const closing = [queue.close(), pools.rw.end(), pools.ro.end(), redis.quit()];
   if (rateLimiter) closing.push(rateLimiter.redis.quit());
+  if (cache) closing.push(cache.close());
   const results = await Promise.allSettled(closing);
   for (const r of results) if (r.status === 'rejected') log.warn('error while closing', { err: r.reason });
   log.info('shutdown complete');

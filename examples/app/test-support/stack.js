@@ -4,6 +4,8 @@
 //
 //   app --> PgBouncer (transaction mode, scram-sha-256) --> PostgreSQL
 //   app --> redis-sentinel (master "recete") --> redis-server (ACL user)
+//   app --> redis-sentinel (master "recete-cache") --> cache redis-server
+//           (opts.cache: the item cache, allkeys-lru, its own ACL user)
 //
 // initdb, postgres and pgbouncer refuse to run as root; when the tests run as
 // root (CI) they are started as the `postgres` system user. We use spawn's
@@ -86,6 +88,11 @@ const SENTINEL_REDIS_USER = 'sentinel';
 const SENTINEL_REDIS_PASSWORD = 'sentinel-user-secret';
 const SENTINEL_PASSWORD = 'sentinel-secret';
 export const MASTER_NAME = 'recete';
+export const CACHE_MASTER_NAME = 'recete-cache';
+const CACHE_USER = 'cache';
+const CACHE_PASSWORD = 'cache-secret';
+const CACHE_ADMIN_USER = 'admin';
+const CACHE_ADMIN_PASSWORD = 'admin-secret';
 
 export class Stack {
   /**
@@ -96,8 +103,12 @@ export class Stack {
    *                       in DATABASE_HOSTS
    * @param opts.durable  Postgres with production durability (fsync and
    *                      synchronous_commit on) for benchmarks of write paths
+   * @param opts.cache    also start the item cache's Redis, monitored by the
+   *                      Sentinel as `recete-cache`: { commands } are all its
+   *                      cache user may run (keys ~recete:cache:*)
    */
-  constructor({ replica = false, durable = false, pgReplica = false, secondPooler = false } = {}) {
+  constructor({ replica = false, durable = false, pgReplica = false, secondPooler = false, cache = null } = {}) {
+    this.cache = cache;
     this.withPgReplica = pgReplica;
     this.withSecondPooler = secondPooler;
     this.procs = [];
@@ -118,7 +129,8 @@ export class Stack {
       fs.chownSync(this.dir, this.user.uid, this.user.gid);
       fs.chownSync(this.runDir, this.user.uid, this.user.gid);
     }
-    [this.pgPort, this.bouncerPort, this.redisPort, this.sentinelPort, this.replicaPort, this.pgReplicaPort, this.bouncer2Port] = await Promise.all([
+    [this.pgPort, this.bouncerPort, this.redisPort, this.sentinelPort, this.replicaPort, this.pgReplicaPort, this.bouncer2Port, this.cachePort] = await Promise.all([
+      freePort(),
       freePort(),
       freePort(),
       freePort(),
@@ -148,6 +160,21 @@ export class Stack {
       REDIS_USERNAME: REDIS_USER,
       REDIS_PASSWORD: REDIS_PASSWORD,
     };
+  }
+
+  /** Environment for the item cache through the Sentinel (opts.cache), as in production. */
+  get cacheEnv() {
+    return {
+      CACHE_SENTINELS: `127.0.0.1:${this.sentinelPort}`,
+      CACHE_MASTER_NAME,
+      CACHE_USERNAME: CACHE_USER,
+      CACHE_PASSWORD,
+    };
+  }
+
+  /** The same cache, straight to the server (CACHE_REDIS_URL). */
+  get cacheUrlEnv() {
+    return { CACHE_REDIS_URL: `redis://127.0.0.1:${this.cachePort}`, CACHE_USERNAME: CACHE_USER, CACHE_PASSWORD };
   }
 
   #track(proc) {
@@ -246,6 +273,11 @@ export class Stack {
   /** Superuser query on the replica, over its socket. */
   replicaQuery(sql, params = []) {
     return this.#superuserQuery(this.pgReplicaPort, sql, params, 'postgres');
+  }
+
+  /** Query the app database on the replica as a superuser. */
+  replicaAppDbQuery(sql, params = []) {
+    return this.#superuserQuery(this.pgReplicaPort, sql, params, DB);
   }
 
   /** One postgres server of this stack: its data directory under the temp dir, its port, settings. */
@@ -392,8 +424,18 @@ export class Stack {
       await this.replica.waitForOutput(/MASTER <-> REPLICA sync: Finished with success/, 10000);
     }
 
+    if (this.cache) await this.#startCacheRedis();
+
     // Sentinel rewrites its config file at run time, so it lives in the temp
     // dir. `sentinel auth-user/auth-pass` must follow `sentinel monitor`.
+    const monitor = (name, port) => [
+      `sentinel monitor ${name} 127.0.0.1 ${port} 1`,
+      `sentinel auth-user ${name} ${SENTINEL_REDIS_USER}`,
+      `sentinel auth-pass ${name} ${SENTINEL_REDIS_PASSWORD}`,
+      // Short, so that failover tests are quick.
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 10000`,
+    ];
     fs.writeFileSync(
       path.join(this.dir, 'sentinel.conf'),
       [
@@ -403,12 +445,8 @@ export class Stack {
         'logfile ""',
         `dir ${path.join(this.dir, 'sentinel')}`,
         `requirepass ${SENTINEL_PASSWORD}`,
-        `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${this.redisPort} 1`,
-        `sentinel auth-user ${MASTER_NAME} ${SENTINEL_REDIS_USER}`,
-        `sentinel auth-pass ${MASTER_NAME} ${SENTINEL_REDIS_PASSWORD}`,
-        // Short, so that failover tests are quick.
-        `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
-        `sentinel failover-timeout ${MASTER_NAME} 10000`,
+        ...monitor(MASTER_NAME, this.redisPort),
+        ...(this.cache ? monitor(CACHE_MASTER_NAME, this.cachePort) : []),
         '',
       ].join('\n'),
     );
@@ -426,6 +464,10 @@ export class Stack {
         const master = await s.call('SENTINEL', 'master', MASTER_NAME);
         const flags = master[master.indexOf('flags') + 1];
         if (!(addr && Number(addr[1]) === this.redisPort && flags === 'master')) return false;
+        if (this.cache) {
+          const cache = await s.call('SENTINEL', 'master', CACHE_MASTER_NAME);
+          if (cache[cache.indexOf('flags') + 1] !== 'master') return false;
+        }
         if (!this.withReplica) return true;
         const replicas = await s.call('SENTINEL', 'replicas', MASTER_NAME);
         return replicas.some((r) => r[r.indexOf('port') + 1] === String(this.replicaPort) && r[r.indexOf('flags') + 1] === 'slave');
@@ -442,6 +484,50 @@ export class Stack {
 
   async stopRedis() {
     await this.redis.stop('SIGTERM');
+  }
+
+  // The item cache (opts.cache): evicts rather than refuses when full, keeps
+  // nothing on disk, as the redis role configures it. Its cache user may run
+  // only opts.cache.commands on ~recete:cache:*, and nothing on channels; the
+  // admin user is the tests' own view.
+  async #startCacheRedis() {
+    const commands = this.cache.commands.map((c) => `+${c}`).join(' ');
+    this.cacheConf = path.join(this.dir, 'cache.conf');
+    fs.mkdirSync(path.join(this.dir, 'cache'));
+    fs.writeFileSync(this.cacheConf, [
+      'bind 127.0.0.1',
+      `port ${this.cachePort}`,
+      'daemonize no',
+      'logfile ""',
+      `dir ${path.join(this.dir, 'cache')}`,
+      'save ""',
+      'appendonly no',
+      'maxmemory 64mb',
+      'maxmemory-policy allkeys-lru',
+      'user default off',
+      `user ${CACHE_USER} on >${CACHE_PASSWORD} resetkeys ~recete:cache:* resetchannels -@all ${commands}`,
+      `user ${CACHE_ADMIN_USER} on >${CACHE_ADMIN_PASSWORD} ~* &* +@all`,
+      `user ${SENTINEL_REDIS_USER} on >${SENTINEL_REDIS_PASSWORD} allchannels +@all`,
+      '',
+    ].join('\n'));
+    await this.startCacheRedis();
+  }
+
+  async startCacheRedis() {
+    this.cacheRedis = this.#track(new Proc('redis-cache', this.binRedis, [this.cacheConf]));
+    await this.cacheRedis.waitForOutput(/Ready to accept connections/, 10000);
+  }
+
+  /** SIGTERM: the cache is gone, and its contents with it (nothing saved). */
+  async stopCacheRedis() {
+    await this.cacheRedis.stop('SIGTERM');
+  }
+
+  /** An ioredis client to the cache as its admin user (FLUSHALL, PTTL, ACL LOG). */
+  cacheAdminClient() {
+    const c = new Redis({ host: '127.0.0.1', port: this.cachePort, username: CACHE_ADMIN_USER, password: CACHE_ADMIN_PASSWORD, maxRetriesPerRequest: 1 });
+    c.on('error', () => {});
+    return c;
   }
 
   /** An ioredis client straight to the master as the app's ACL user. */

@@ -37,6 +37,11 @@ test('migrate is idempotent and safe to run concurrently', async () => {
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
   );
   assert.deepEqual(rows.map((r) => r.table_name), ['items', 'job_results']);
+  // The version the item cache compares: rows of releases that do not set it start at 1.
+  const { rows: cols } = await stack.appDbQuery(
+    "SELECT data_type, is_nullable, column_default FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'version'",
+  );
+  assert.deepEqual(cols, [{ data_type: 'bigint', is_nullable: 'NO', column_default: '1' }]);
 });
 
 test('GET /health reports version and instance', async () => {
@@ -73,10 +78,38 @@ test('POST /items then GET /items/:id round trip', async () => {
   assert.deepEqual(got.json.payload, { colour: 'red', n: 3 });
   assert.equal(got.json.created_by, api.instance);
   assert.ok(!Number.isNaN(Date.parse(got.json.created_at)));
+  // Never updated: version 1 (a bigint, a string like id), no updated_at.
+  assert.equal(got.json.version, '1');
+  assert.equal(got.json.updated_at, null);
+  // No cache configured: no X-Cache header, and no cache metrics.
+  assert.equal(got.headers.get('x-cache'), null);
+  assert.doesNotMatch((await req(`${api.url}/metrics`)).text, /recete_cache_/);
 
   const noPayload = await req(`${api.url}/items`, { method: 'POST', body: { name: 'x'.repeat(200) } });
   assert.equal(noPayload.status, 201, noPayload.text);
   assert.equal(noPayload.json.payload, null);
+});
+
+test('PUT /items/:id replaces name and payload, bumps version, sets updated_at; 404 unknown, 400 bad input', async () => {
+  const created = await req(`${api.url}/items`, { method: 'POST', body: { name: 'before', payload: { a: 1 } } });
+  const { id } = created.json;
+  const first = await req(`${api.url}/items/${id}`, { method: 'PUT', body: { name: 'after', payload: { b: 2 } } });
+  assert.equal(first.status, 200, first.text);
+  assert.deepEqual([first.json.id, first.json.name, first.json.payload, first.json.version], [id, 'after', { b: 2 }, '2']);
+  assert.equal(first.json.created_by, api.instance);
+  assert.ok(Date.parse(first.json.updated_at) >= Date.parse(first.json.created_at));
+  const second = await req(`${api.url}/items/${id}`, { method: 'PUT', body: { name: 'again' } });
+  assert.deepEqual([second.json.version, second.json.payload], ['3', null]);
+  // GET answers the same JSON as the PUT that wrote it.
+  const got = await req(`${api.url}/items/${id}`);
+  assert.deepEqual(got.json, second.json);
+  assert.equal((await req(`${api.url}/items/999999999`, { method: 'PUT', body: { name: 'x' } })).status, 404);
+  assert.equal((await req(`${api.url}/items/abc`, { method: 'PUT', body: { name: 'x' } })).status, 400);
+  for (const body of [{}, { name: '' }, { name: 'ok', payload: 'text' }, 'not json {']) {
+    const res = await req(`${api.url}/items/${id}`, { method: 'PUT', body });
+    assert.equal(res.status, 400, `${JSON.stringify(body)} -> ${res.status} ${res.text}`);
+  }
+  assert.equal((await req(`${api.url}/items/${id}`)).json.version, '3');
 });
 
 test('POST /items validation errors give 400 with a message', async () => {

@@ -195,3 +195,70 @@ test('server: a bad TRUSTED_PROXIES exits 2 naming it', async () => {
   assert.equal(code, 2, output);
   assert.match(output, /TRUSTED_PROXIES must be a comma-separated list .*"10\.0\.0\.0\/40"/);
 });
+
+test('loadConfig: no cache by default; CACHE_SENTINELS (the queue\'s Sentinel credentials and CA) or CACHE_REDIS_URL turn it on', () => {
+  const off = loadConfig(VALID);
+  assert.equal(off.cache, null);
+  // The TTL alone does not turn it on.
+  assert.equal(loadConfig({ ...VALID, CACHE_TTL_S: '30' }).cache, null);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recete-ca-'));
+  const file = path.join(dir, 'ca.crt');
+  fs.writeFileSync(file, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  try {
+    const s = loadConfig({
+      ...VALID,
+      REDIS_SENTINEL_USERNAME: 'client',
+      REDIS_SENTINEL_PASSWORD: 'sp',
+      REDIS_USERNAME: 'app',
+      REDIS_PASSWORD: 'ap',
+      REDIS_TLS_CA_FILE: file,
+      CACHE_SENTINELS: '10.0.0.21:26379,10.0.0.22:26379',
+      CACHE_USERNAME: 'cache',
+      CACHE_PASSWORD: 'cp',
+    });
+    assert.deepEqual(s.cache, {
+      ttlS: 60,
+      redis: {
+        mode: 'sentinel',
+        sentinels: [{ host: '10.0.0.21', port: 26379 }, { host: '10.0.0.22', port: 26379 }],
+        name: 'recete-cache',
+        sentinelUsername: 'client',
+        sentinelPassword: 'sp',
+        username: 'cache',
+        password: 'cp',
+        tlsCa: fs.readFileSync(file, 'utf8'),
+      },
+    });
+    const o = redisOptions(s.cache.redis);
+    assert.equal(o.name, 'recete-cache');
+    assert.equal(o.failoverDetector, true);
+    assert.deepEqual(o.sentinelTLS, { ca: s.cache.redis.tlsCa });
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+  const named = loadConfig({ ...VALID, CACHE_SENTINELS: '10.0.0.21:26379', CACHE_MASTER_NAME: 'other', CACHE_TTL_S: '86400' });
+  assert.deepEqual([named.cache.redis.name, named.cache.ttlS], ['other', 86400]);
+  const url = loadConfig({ ...VALID, CACHE_REDIS_URL: 'rediss://cache.internal:6380', CACHE_TTL_S: '1' });
+  assert.deepEqual(url.cache, { ttlS: 1, redis: { mode: 'direct', url: 'rediss://cache.internal:6380', username: undefined, password: undefined } });
+  assert.deepEqual(redisOptions(url.cache.redis).tls, {});
+});
+
+test('loadConfig: bad cache settings are reported by name', () => {
+  const refused = (env, re) => assert.throws(() => loadConfig({ ...VALID, ...env }), (err) => err instanceof ConfigError && re.test(err.message));
+  refused({ CACHE_TTL_S: '0' }, /CACHE_TTL_S must be an integer between 1 and 86400 \(got "0"\)/);
+  refused({ CACHE_TTL_S: 'abc', CACHE_REDIS_URL: 'redis://127.0.0.1:6379' }, /CACHE_TTL_S must be an integer/);
+  refused({ CACHE_TTL_S: '86401' }, /CACHE_TTL_S/);
+  refused({ CACHE_SENTINELS: 'nohostport' }, /CACHE_SENTINELS must be a comma-separated list of host:port \(bad entry "nohostport"\)/);
+  refused({ CACHE_SENTINELS: ' , ' }, /CACHE_SENTINELS is set but lists no host:port/);
+  refused({ CACHE_REDIS_URL: 'http://127.0.0.1:6379' }, /CACHE_REDIS_URL must start with redis:\/\/ or rediss:\/\/ \(got http:\/\/\)/);
+  refused({ CACHE_REDIS_URL: 'not a url' }, /CACHE_REDIS_URL is not a valid URL/);
+  // The worker (same environment file) has no cache and ignores them.
+  assert.equal(loadConfig({ ...VALID, CACHE_TTL_S: 'abc', CACHE_REDIS_URL: 'http://x' }, { role: 'worker' }).cache, null);
+});
+
+test('server: a bad CACHE_TTL_S or CACHE_REDIS_URL exits 2 naming it', async () => {
+  const { code, output } = await runWithEnv('src/server.js', { ...VALID, CACHE_TTL_S: '0', CACHE_REDIS_URL: 'http://127.0.0.1:6379' });
+  assert.equal(code, 2, output);
+  assert.match(output, /configuration error: CACHE_TTL_S must be an integer between 1 and 86400/);
+  assert.match(output, /configuration error: CACHE_REDIS_URL must start with redis:\/\//);
+});
