@@ -112,8 +112,9 @@ def api_readiness(lab):
     for host in lab.hosts("api"):
         units = lab.ssh(host, "systemctl list-units 'recete-api@*' --state=running --no-legend --plain").stdout
         for port in re.findall(r"recete-api@(\d+)\.service", units):
-            code = lab.ssh(host, "curl -s -o /dev/null -m 5 -w '%%{http_code}' http://127.0.0.1:%s/ready" % port,
-                           check=False).stdout.strip()
+            # Instances listen on the host's private address only (the load balancers' side).
+            code = lab.ssh(host, "curl -s -o /dev/null -m 5 -w '%%{http_code}' http://%s:%s/ready"
+                           % (lab.address(host), port), check=False).stdout.strip()
             found["%s:%s" % (host, port)] = int(code or 0)
     return found
 

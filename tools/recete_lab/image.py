@@ -23,7 +23,7 @@ from .state import images_in_use
 from .util import LabError, Stopwatch, file_lock, require_program
 
 # Bump when the way the image is built changes outside the recipe files.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 # Fixed mmdebstrap options (part of the cache key). Docs, man pages and
 # translations are left out: smaller image, faster builds and installs.
@@ -207,6 +207,12 @@ def _build(recipe: Recipe, final: Path) -> None:
         mounts.remove_tree(tmp)
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
         raise LabError(f"mmdebstrap {recipe.release} failed: {tail[0]} (full log: {log})")
+    # mmdebstrap empties apt's package lists at the end but leaves their directory
+    # dated from the build, which ansible.builtin.apt's cache_valid_time reads as an
+    # update made minutes ago: a role would then find no package at all. Dated to
+    # the epoch, the first apt task of a machine runs apt-get update, as it would on
+    # any host whose lists are old.
+    os.utime(tmp / "var" / "lib" / "apt" / "lists", (0, 0))
     # Atomic: a reader sees either no image or a complete one.
     os.rename(tmp, final)
 
