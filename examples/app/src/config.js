@@ -60,24 +60,16 @@ function numberVar(env, name, def, min, max, problems) {
   return n;
 }
 
+const PG_SCHEMES = ['postgres', 'postgresql'];
+const REDIS_SCHEMES = ['redis', 'rediss'];
+
 function pgUrlVar(env, name, required, problems) {
   const raw = env[name];
   if (raw === undefined || raw === '') {
     if (required) problems.push(`${name} is required (postgres://user:password@host:port/dbname, through PgBouncer)`);
     return undefined;
   }
-  let u;
-  try {
-    u = new URL(raw);
-  } catch {
-    problems.push(`${name} is not a valid URL`); // never echo it: it holds a password
-    return undefined;
-  }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
-    problems.push(`${name} must start with postgres:// or postgresql:// (got ${u.protocol}//)`);
-    return undefined;
-  }
-  return raw;
+  return urlOk(raw, name, PG_SCHEMES, problems) ? raw : undefined;
 }
 
 /**
@@ -132,17 +124,20 @@ function parseSentinels(raw, name, problems) {
   return list;
 }
 
-/** True if `raw` (the variable `name`) is a redis:// or rediss:// URL. */
-function redisUrlOk(raw, name, problems) {
+/**
+ * True if `raw` (the variable `name`) is a URL of one of `schemes`; else a
+ * problem that names the variable (never its value: it may hold a password).
+ */
+function urlOk(raw, name, schemes, problems) {
   let u;
   try {
     u = new URL(raw);
   } catch {
-    problems.push(`${name} is not a valid URL`); // never echo it: it may hold a password
+    problems.push(`${name} is not a valid URL`);
     return false;
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    problems.push(`${name} must start with redis:// or rediss:// (got ${u.protocol}//)`);
+  if (!schemes.includes(u.protocol.slice(0, -1))) {
+    problems.push(`${name} must start with ${schemes.map((x) => `${x}://`).join(' or ')} (got ${u.protocol}//)`);
     return false;
   }
   return true;
@@ -171,7 +166,7 @@ function cacheRedisVar(env, tlsCa, problems) {
     };
   }
   if (env.CACHE_REDIS_URL) {
-    return redisUrlOk(env.CACHE_REDIS_URL, 'CACHE_REDIS_URL', problems) ? { mode: 'direct', url: env.CACHE_REDIS_URL, ...common } : null;
+    return urlOk(env.CACHE_REDIS_URL, 'CACHE_REDIS_URL', REDIS_SCHEMES, problems) ? { mode: 'direct', url: env.CACHE_REDIS_URL, ...common } : null;
   }
   return null;
 }
@@ -225,7 +220,7 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
         ...common,
       };
     } else if (env.REDIS_URL) {
-      redisUrlOk(env.REDIS_URL, 'REDIS_URL', problems);
+      urlOk(env.REDIS_URL, 'REDIS_URL', REDIS_SCHEMES, problems);
       redis = { mode: 'direct', url: env.REDIS_URL, ...common };
     } else {
       problems.push('REDIS_SENTINELS (host:port,host:port) or REDIS_URL (redis://host:port) is required');
