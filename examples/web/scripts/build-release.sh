@@ -12,33 +12,12 @@
 # Prints the artifact's path on stdout (progress goes to stderr).
 set -euo pipefail
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; }
-# Options are not taken: refuse anything that looks like one (e.g. an
-# Ansible inventory scan running every executable with --list) before
-# touching the filesystem.
-if [[ $# -gt 1 || "${1:-}" == -* ]]; then
-  usage
-  exit 2
-fi
-
 WEB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUTDIR="${1:-$WEB_DIR/dist}"
-
-PKG_VERSION="$(node -p 'require(process.argv[1]).version' "$WEB_DIR/package.json")"
-VERSION="${APP_VERSION:-$PKG_VERSION}"
-# The version becomes a file and directory name: keep it to a safe alphabet.
-if [[ ! "$VERSION" =~ ^[0-9A-Za-z][0-9A-Za-z.+_-]*$ ]]; then
-  echo "build-release: invalid version '$VERSION' (allowed: [0-9A-Za-z.+_-])" >&2
-  exit 2
-fi
-NAME="recete-web-$VERSION"
-
-mkdir -p "$OUTDIR"
-OUTDIR="$(cd "$OUTDIR" && pwd)"
-STAGE="$(mktemp -d "${TMPDIR:-/tmp}/recete-web-release.XXXXXX")"
-trap 'rm -rf "$STAGE"' EXIT
+# The argument check, version, staging dir and packing every release shares.
+# shellcheck source=../../scripts/release.sh
+. "$WEB_DIR/../scripts/release.sh"
+release_begin "${BASH_SOURCE[0]}" 2,12 "$WEB_DIR" recete-web "$@"
 BUILD="$STAGE/build"
-ROOT="$STAGE/$NAME"
 mkdir -p "$BUILD"
 
 # Build in a copy of the sources, never in the working tree: no node_modules
@@ -72,15 +51,4 @@ if native="$(find "$ROOT" -name '*.node' -print -quit)" && [[ -n "$native" ]]; t
   exit 1
 fi
 
-# Reproducible archive metadata: sorted names, fixed mtime/owner/mode, no
-# gzip timestamp. (The contents are not reproducible: every `next build`
-# draws a new build id and preview/encryption keys.)
-TARBALL="$OUTDIR/$NAME.tar.gz"
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-  --mode='u+rwX,go+rX,go-w' --format=gnu \
-  -C "$STAGE" -cf - "$NAME" | gzip -n -9 > "$TARBALL.tmp"
-mv "$TARBALL.tmp" "$TARBALL"
-(cd "$OUTDIR" && sha256sum "$NAME.tar.gz" > "$NAME.tar.gz.sha256")
-
-echo "build-release: $(du -h "$TARBALL" | cut -f1) $(cut -d' ' -f1 "$TARBALL.sha256")" >&2
-echo "$TARBALL"
+release_pack
