@@ -23,7 +23,7 @@ from _lab import Lab, lab_inventory  # noqa: E402  (bench/: the lab client)
 from cache_reads import report, run_cache_phases  # noqa: E402  (bench/: the cache bench's phases)
 
 RATE = 80           # reads per second, open loop
-SECONDS = 30        # per measured phase
+SECONDS = 20        # per measured phase
 ITEMS = 50          # distinct items read in turn
 
 
