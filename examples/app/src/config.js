@@ -150,23 +150,36 @@ function urlOk(raw, name, schemes, problems) {
  * are the queue's; only the ACL user is the cache's own.
  */
 function cacheRedisVar(env, tlsCa, problems) {
+  return redisVar(env, { sentinels: 'CACHE_SENTINELS', url: 'CACHE_REDIS_URL', master: 'CACHE_MASTER_NAME',
+    defaultMaster: 'recete-cache', username: 'CACHE_USERNAME', password: 'CACHE_PASSWORD' }, tlsCa, problems);
+}
+
+/**
+ * One Redis to connect to, from the variables named in `names`: through the
+ * Sentinels (names.sentinels, master names.master), else a URL (names.url);
+ * null when neither is set. The Sentinels are always asked with the queue's
+ * Sentinel user (REDIS_SENTINEL_USERNAME/PASSWORD: read-only SENTINEL
+ * commands; unset = Sentinel's default user).
+ */
+function redisVar(env, names, tlsCa, problems) {
   const common = {
-    username: env.CACHE_USERNAME || undefined,
-    password: env.CACHE_PASSWORD || undefined,
+    username: env[names.username] || undefined,
+    password: env[names.password] || undefined,
     ...(tlsCa ? { tlsCa } : {}),
   };
-  if (env.CACHE_SENTINELS) {
+  if (env[names.sentinels]) {
     return {
       mode: 'sentinel',
-      sentinels: parseSentinels(env.CACHE_SENTINELS, 'CACHE_SENTINELS', problems),
-      name: env.CACHE_MASTER_NAME || 'recete-cache',
+      sentinels: parseSentinels(env[names.sentinels], names.sentinels, problems),
+      name: env[names.master] || names.defaultMaster,
       sentinelUsername: env.REDIS_SENTINEL_USERNAME || undefined,
       sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
       ...common,
     };
   }
-  if (env.CACHE_REDIS_URL) {
-    return urlOk(env.CACHE_REDIS_URL, 'CACHE_REDIS_URL', REDIS_SCHEMES, problems) ? { mode: 'direct', url: env.CACHE_REDIS_URL, ...common } : null;
+  if (env[names.url]) {
+    urlOk(env[names.url], names.url, REDIS_SCHEMES, problems);
+    return { mode: 'direct', url: env[names.url], ...common };
   }
   return null;
 }
@@ -204,27 +217,9 @@ export function loadConfig(env = process.env, { role = 'api' } = {}) {
   if (role !== 'migrate') {
     // TLS to Redis and the Sentinels, their certificates checked against this CA (PEM).
     tlsCa = redisTlsCa(env.REDIS_TLS_CA_FILE, problems);
-    const common = {
-      username: env.REDIS_USERNAME || undefined,
-      password: env.REDIS_PASSWORD || undefined,
-      ...(tlsCa ? { tlsCa } : {}),
-    };
-    if (env.REDIS_SENTINELS) {
-      redis = {
-        mode: 'sentinel',
-        sentinels: parseSentinels(env.REDIS_SENTINELS, 'REDIS_SENTINELS', problems),
-        name: env.REDIS_MASTER_NAME || 'recete',
-        // Sentinel's ACL user for clients (read-only SENTINEL commands); unset = its default user.
-        sentinelUsername: env.REDIS_SENTINEL_USERNAME || undefined,
-        sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined,
-        ...common,
-      };
-    } else if (env.REDIS_URL) {
-      urlOk(env.REDIS_URL, 'REDIS_URL', REDIS_SCHEMES, problems);
-      redis = { mode: 'direct', url: env.REDIS_URL, ...common };
-    } else {
-      problems.push('REDIS_SENTINELS (host:port,host:port) or REDIS_URL (redis://host:port) is required');
-    }
+    redis = redisVar(env, { sentinels: 'REDIS_SENTINELS', url: 'REDIS_URL', master: 'REDIS_MASTER_NAME',
+      defaultMaster: 'recete', username: 'REDIS_USERNAME', password: 'REDIS_PASSWORD' }, tlsCa, problems);
+    if (!redis) problems.push('REDIS_SENTINELS (host:port,host:port) or REDIS_URL (redis://host:port) is required');
   }
 
   const queueName = env.QUEUE_NAME || 'recete-jobs';
