@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.recete.stack.plugins.module_utils._monitoring import host_target_groups, instance_target_groups
+from ansible_collections.recete.stack.plugins.module_utils._monitoring import host_target_groups, instance_target_groups, record_target_groups
 
 
 def scrape_host_targets(hosts, addresses, port, labels=None):
@@ -26,8 +26,17 @@ def scrape_instance_targets(reports, addresses, port_offset=0):
         raise AnsibleFilterError(str(exc))
 
 
+def scrape_record_targets(records, port_offset=0):
+    """file_sd target groups for instance records (a rolling plan's)."""
+    try:
+        return record_target_groups(list(records or []), int(port_offset))
+    except (KeyError, ValueError) as exc:
+        raise AnsibleFilterError("scrape_record_targets: %s" % exc)
+
+
 class FilterModule(object):
     """recete.stack monitoring filters."""
 
     def filters(self):
-        return {"scrape_host_targets": scrape_host_targets, "scrape_instance_targets": scrape_instance_targets}
+        return {"scrape_host_targets": scrape_host_targets, "scrape_instance_targets": scrape_instance_targets,
+                "scrape_record_targets": scrape_record_targets}

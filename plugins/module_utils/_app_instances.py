@@ -106,3 +106,44 @@ def config_mtime_of(unit, watch):
 def monotonic_offset():
     """Add to systemd's monotonic timestamps to get wall-clock time."""
     return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+# The host facts a rolling plan needs (private address, cores, memory), read in
+# the same call as the instances: a separate `setup` per app host cost the
+# engine two more SSH round trips per host and run, for three values. Named
+# and shaped as ansible.builtin.setup names them, so a later gather replaces
+# them unchanged and roles reading ansible_facts.default_ipv4 see the same.
+_ROUTE = re.compile(r"\bdev\s+(?P<dev>\S+).*?\bsrc\s+(?P<src>\S+)")
+
+
+def parse_route_get(text):
+    """{"address", "interface"} of the default route from `ip -4 route get`, or None."""
+    match = _ROUTE.search(text or "")
+    if not match:
+        return None
+    return {"address": match.group("src"), "interface": match.group("dev")}
+
+
+def parse_meminfo_mb(text):
+    """MemTotal of /proc/meminfo in MiB (as setup's memtotal_mb), or None."""
+    match = re.search(r"^MemTotal:\s+(\d+)\s+kB", text or "", re.M)
+    return int(match.group(1)) // 1024 if match else None
+
+
+def count_processors(text):
+    """Logical processors listed in /proc/cpuinfo (as setup's processor_vcpus), or None."""
+    count = len(re.findall(r"^processor\s*:", text or "", re.M))
+    return count or None
+
+
+def host_facts(route_text, meminfo_text, cpuinfo_text):
+    """The facts this module returns, leaving out what could not be read."""
+    facts = {}
+    route = parse_route_get(route_text)
+    if route:
+        facts["default_ipv4"] = route
+    for name, value in (("memtotal_mb", parse_meminfo_mb(meminfo_text)),
+                        ("processor_vcpus", count_processors(cpuinfo_text) or os.cpu_count())):
+        if value:
+            facts[name] = value
+    return facts

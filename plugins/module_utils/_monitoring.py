@@ -39,8 +39,17 @@ def instance_target_groups(reports, addresses, port_offset=0):
     Stopped and stale-but-running instances are both listed while they are
     part of what runs: a stopped one must show as down, not vanish.
     """
+    return record_target_groups(current_records(reports, addresses), port_offset)
+
+
+def record_target_groups(records, port_offset=0):
+    """One target group per instance record ({host, slot, release, address}, as a rolling plan has them).
+
+    The rolling engine knows what runs at its end (its plan's target), so it
+    writes the targets from that instead of reading every app host again.
+    """
     groups = []
-    for record in current_records(reports, addresses):
+    for record in records:
         if not record.get("address"):
             raise ValueError("no private address known for host %s" % record["host"])
         groups.append({

@@ -21,6 +21,9 @@ description:
   - An instance is C(stale) when it runs but started before its configuration last changed (the template
     unit, its drop-ins, or a file in O(watch) such as the environment file).
   - Read-only; never reports a change. The rolling-change planner (C(recete.stack.rollout_plan)) reads this.
+  - Also returns, as facts, what a plan needs of the host (the address and interface of its default IPv4 route,
+    its logical processors and memory), named as M(ansible.builtin.setup) names them: one call per host
+    instead of a read and two fact gatherings. With C(delegate_facts) they land on the host read.
 author: recete.stack maintainers (@recete)
 extends_documentation_fragment:
   - recete.stack.action_group.app_group
@@ -118,6 +121,26 @@ stale_slots:
   type: list
   elements: int
   sample: []
+ansible_facts:
+  description: The host's facts a plan needs, each left out when it cannot be read.
+  returned: always
+  type: dict
+  contains:
+    default_ipv4:
+      description: The default IPv4 route's source address and interface (from C(ip -4 route get)).
+      returned: when the host has a default IPv4 route
+      type: dict
+      sample: {address: 10.0.0.11, interface: eth0}
+    processor_vcpus:
+      description: Logical processors.
+      returned: success
+      type: int
+      sample: 2
+    memtotal_mb:
+      description: Total memory in MiB.
+      returned: success
+      type: int
+      sample: 3936
 '''
 
 import glob
@@ -128,6 +151,7 @@ from ansible_collections.recete.stack.plugins.module_utils._app_instances import
     UNIT_DIR,
     config_mtime_of,
     describe,
+    host_facts,
     monotonic_offset,
     parse_show,
     release_name,
@@ -157,6 +181,23 @@ def read_cwd(pid):
         return os.readlink("/proc/%d/cwd" % pid)
     except OSError:
         return None
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ""
+
+
+def route_text(module):
+    # The address ansible.builtin.setup reports as default_ipv4: the source of the route to a public address.
+    ip = module.get_bin_path("ip")
+    if not ip:
+        return ""
+    rc, out, dummy = module.run_command([ip, "-4", "route", "get", "8.8.8.8"])
+    return out if rc == 0 else ""
 
 
 def main():
@@ -189,6 +230,7 @@ def main():
         current_slots=[i["slot"] for i in instances if i["current"]],
         running_slots=[i["slot"] for i in instances if i["running"]],
         stale_slots=[i["slot"] for i in instances if i["stale"]],
+        ansible_facts=host_facts(route_text(module), read_text("/proc/meminfo"), read_text("/proc/cpuinfo")),
     )
 
 

@@ -51,3 +51,18 @@ def test_a_stopped_instance_that_is_still_enabled_stays_a_target():
 
 def test_no_instances_no_targets():
     assert instance_target_groups({"api1": report()}, {"api1": "10.0.0.1"}) == []
+
+
+def test_records_give_the_same_targets_as_the_reports_they_describe():
+    from ansible_collections.recete.stack.plugins.module_utils._monitoring import record_target_groups
+    reports = {"api1": report({"slot": 3001, "release": "1.1.0"}, {"slot": 3000, "release": "1.1.0"})}
+    records = [{"host": "api1", "slot": 3001, "release": "1.1.0", "address": "10.0.0.1"},
+               {"host": "api1", "slot": 3000, "release": "1.1.0", "address": "10.0.0.1"}]
+    assert record_target_groups(records) == instance_target_groups(reports, {"api1": "10.0.0.1"})
+    assert [g["targets"][0] for g in record_target_groups(records, 9400)] == ["10.0.0.1:12400", "10.0.0.1:12401"]
+
+
+def test_a_record_without_address_is_an_error():
+    from ansible_collections.recete.stack.plugins.module_utils._monitoring import record_target_groups
+    with pytest.raises(ValueError, match="host api2"):
+        record_target_groups([{"host": "api2", "slot": 3000, "release": "1.0.0", "address": None}])
