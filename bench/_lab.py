@@ -39,6 +39,14 @@ OpenLoop(address, rate, ...)
     Every request keeps when it was due (Result.at) and every `load.phase = X`
     is marked, so .samples() and .phases() give bench/_plot.py its timeline.
 
+    web_host="web.recete.internal": page loads of the web tier instead (roles/web,
+    the load balancer's web server, picked by that Host header): requests
+    alternate a page (GET /items/:id, rendered from the API, and GET /) and a
+    static asset (GET /_next/static/... of the page last loaded, as a browser
+    loads what the page names; with ?n=<run>-<seq> so that each one passes nginx's
+    cache and reaches an instance - during a rolling deploy the instance may
+    run the other release). Counted by the same rule: no resend, every non-2xx fails.
+
 A plain module, not a package: the benchmarks run as scripts from bench/.
 """
 from __future__ import annotations
@@ -49,6 +57,7 @@ import ipaddress
 import json
 import os
 import queue
+import re
 import select
 import shlex
 import shutil
@@ -238,6 +247,8 @@ class Lab:
 # --- open-loop load -----------------------------------------------------------------
 
 # at: when the request was due, in seconds from the start of the schedule (for bench/_plot.py timelines)
+# Fingerprinted assets a Next.js page names (roles/web).
+WEB_ASSET = re.compile(r'/_next/static/[A-Za-z0-9_./~-]+\.(?:js|css|svg|woff2?)')
 Result = collections.namedtuple("Result", "phase kind latency status error reused version at")
 Job = collections.namedtuple("Job", "phase id expected")
 
@@ -268,7 +279,7 @@ class OpenLoop:
     JOB_CONSTANT = 1000003  # a sum job adds it to its sequence number
 
     def __init__(self, address, rate, port=80, job_share=0.0, connections=32, timeout=10.0,
-                 max_seconds=3600.0, tag=None, score_events=0, job_sleep_ms=0, read_ids=None):
+                 max_seconds=3600.0, tag=None, score_events=0, job_sleep_ms=0, read_ids=None, web_host=None):
         if rate <= 0:
             raise LabError("the rate must be positive")
         self.address, self.port, self.rate = address, port, float(rate)
@@ -281,6 +292,9 @@ class OpenLoop:
         # read_ids: every request is GET /items/:id over these ids in turn (a read mix for the
         # cache bench, bench/cache_reads.py); the X-Cache answers are counted per phase.
         self.read_ids = list(read_ids or [])
+        # web_host: page and asset loads of the web tier (see the module doc).
+        self.web_host = web_host
+        self.web_assets = []   # /_next/static/... named by the last page loaded
         self.cache_answers = collections.Counter()   # (phase, X-Cache or None) -> answers
         self.tag = tag or "bench-%d" % int(time.time())
         self.t0 = None         # monotonic start of the schedule (set by start())
@@ -315,8 +329,10 @@ class OpenLoop:
     def _connection(self):
         return http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
 
-    def _request(self, conn, method, path, body=None):
+    def _request(self, conn, method, path, body=None, host=None):
         headers = {"Accept": "application/json"}
+        if host:
+            headers = {"Host": host, "Accept": "text/html,*/*"}
         if body is not None:
             body = json.dumps(body)
             headers["Content-Type"] = "application/json"
@@ -324,9 +340,16 @@ class OpenLoop:
         resp = conn.getresponse()
         data = resp.read()
         conn.x_cache = resp.getheader("X-Cache")
+        if host and resp.status == 200 and (resp.getheader("Content-Type") or "").startswith("text/html"):
+            assets = sorted(set(WEB_ASSET.findall(data.decode("utf-8", "replace"))))
+            if assets:
+                with self._lock:
+                    self.web_assets = assets
         return resp.status, data, resp.getheader("X-App-Version")
 
     def _kind(self, seq):
+        if self.web_host:
+            return "page" if seq % 2 == 0 else "asset"
         if self.read_ids:
             return "read"
         if self.job_share > 0 and int((seq + 1) * self.job_share) > int(seq * self.job_share):
@@ -337,6 +360,15 @@ class OpenLoop:
         return "get" if (seq - int(seq * self.job_share)) % 2 == 0 else "post"
 
     def _send(self, conn, kind, seq):
+        if kind == "page":
+            path = "/items/%s" % self.item_id if seq % 4 == 0 else "/"
+            return self._request(conn, "GET", path, host=self.web_host)
+        if kind == "asset":
+            with self._lock:
+                assets = self.web_assets
+            # seq // 2: asset requests are the odd ones, and every asset of the list gets its turn.
+            path = "%s?n=%s-%d" % (assets[(seq // 2) % len(assets)], self.tag, seq) if assets else "/"
+            return self._request(conn, "GET", path, host=self.web_host)
         if kind == "score":
             return self._request(conn, "GET", "/score/%d?events=%d" % (seq % 100000 + 1, self.score_events))
         if kind == "read":
@@ -362,6 +394,10 @@ class OpenLoop:
             if time.monotonic() > deadline:
                 raise LabError("GET /items/%s did not answer 200 within %.0f s" % (self.item_id, ready_timeout))
             time.sleep(0.2)
+        if self.web_host:   # the assets the first page names
+            status, data, _ = self._request(conn, "GET", "/", host=self.web_host)
+            if status != 200 or not self.web_assets:
+                raise LabError("GET / of the web tier (Host %s) answered %d without assets" % (self.web_host, status))
         conn.close()
         self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self._connections)]
         for thread in self._threads:

@@ -53,6 +53,12 @@ MANAGED = {
         "worker_concurrency": "worker_concurrency", "worker_index": None, "node_env": None,
     },
     "app_release_env_extra": {},
+    # The web tier's unit (roles/web): what the role sets from its own variables.
+    "web_env_extra": {
+        "port": None, "hostname": "web_listen_address", "web_instance": None, "api_url": "web_api_url",
+        "keep_alive_timeout": "web_keep_alive_timeout_ms", "node_env": None, "next_telemetry_disabled": None,
+        "node_extra_ca_certs": "web_api_ca_file",
+    },
 }
 # The release's environment file (0600) is read by every instance; the tier
 # extras may not replace what it says either.
@@ -73,7 +79,7 @@ for _tier in ("api_env_extra", "worker_env_extra", "app_release_env_extra"):
     MANAGED[_tier].update(dict.fromkeys(RELEASE_ENV))
     MANAGED[_tier].update(RELEASE_ENV_OWN)
 # Environment dictionaries that end up in a unit file readable by every local user.
-IN_UNIT_FILE = ("api_env_extra", "worker_env_extra")
+IN_UNIT_FILE = ("api_env_extra", "worker_env_extra", "web_env_extra")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LOOKS_SECRET = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|(^|_)KEY(_|$)", re.IGNORECASE)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -12,6 +12,7 @@ TIERS = {
     "recete_pgbouncer": "recete.stack.pgbouncer : Write pgbouncer.ini",
     "recete_redis": "recete.stack.redis : Install Redis and Sentinel",
     "recete_lb": "recete.stack.nginx_lb : Install",
+    "recete_web": "recete.stack.web : Install the recete-web@ unit template",
     "recete_monitoring": "recete.stack.prometheus : Install Prometheus",
 }
 

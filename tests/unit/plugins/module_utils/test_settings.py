@@ -21,6 +21,9 @@ from ansible_collections.recete.stack.plugins.module_utils._settings import extr
     ("api_env_extra", {"BAD-NAME": "1"}, "'BAD-NAME' is not an environment variable name"),
     ("worker_env_extra", {"GREETING": "hello\nExecStartPre=/bin/sh"}, "the value of GREETING holds a line break"),
     ("api_env_extra", "not a dict", "api_env_extra must be a dictionary"),
+    ("web_env_extra", {"API_URL": "http://x"}, "web_env_extra sets API_URL, which the role manages (use web_api_url)"),
+    ("web_env_extra", {"HOSTNAME": "0.0.0.0"}, "web_env_extra sets HOSTNAME, which the role manages (use web_listen_address)"),
+    ("web_env_extra", {"SESSION_SECRET": "abcdef"}, "web_env_extra sets SESSION_SECRET, which looks like a secret"),
 ])
 def test_a_bad_extra_is_refused_naming_the_key_not_the_value(variable, extra, message):
     problems = extra_problems(variable, extra)
@@ -36,6 +39,7 @@ def test_a_bad_extra_is_refused_naming_the_key_not_the_value(variable, extra, me
     ("api_env_extra", {"LOG_LEVEL": "info", "DISCOUNT": "10%"}),
     ("app_release_env_extra", {"STRIPE_SECRET_KEY": "sk_live_abc"}),   # the 0600 file is the place for secrets
     ("worker_env_extra", {}),
+    ("web_env_extra", {"NODE_OPTIONS": "--max-old-space-size=256"}),
     ("api_env_extra", None),
 ])
 def test_ordinary_extras_pass(variable, extra):

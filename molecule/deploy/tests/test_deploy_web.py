@@ -1,0 +1,67 @@
+"""deploy.yml -e web_version on the lab: the web tier alone, under open-loop page and asset loads.
+
+Runs after test_deploy.py (file order), before test_rate_limit.py (which leaves the API's rate
+limit on). 1.0.0 -> 1.1.0 (two `next build`s: different asset names, so while both releases serve
+a page names assets only its release has, and nginx retries such a 404 on another instance), then
+a release whose /ready always answers 503, rolled back. Page loads and the assets they name go
+through the load balancer (tests/support/web_lab.py's WebLoad): every non-2xx answer and broken
+connection counts as failed, never resent - 0 failed. The API tier is left as it was.
+"""
+import os
+import re
+import sys
+
+import testinfra
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from lab_run import Playbooks  # noqa: E402
+from web_lab import WebLoad, assert_web_serving, web_artifact  # noqa: E402
+
+HOSTS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("web")
+CANARY = ["-e", "rollout_canary_seconds=3"]
+playbook = Playbooks(INVENTORY, PROJECT)
+
+
+def api_units():
+    found = {}
+    for name in testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("api"):
+        host = testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True)
+        found[name] = host.check_output("systemctl list-units 'recete-api@*' --state=running --no-legend --plain")
+    return found
+
+
+def test_the_web_tier_runs_1_0_0():
+    web_artifact("1.0.0")
+    assert_web_serving(INVENTORY, HOSTS, "1.0.0", len(HOSTS))
+
+
+def test_a_web_deploy_1_1_0_under_load_fails_no_page_and_no_asset():
+    web_artifact("1.1.0")
+    api_before = api_units()
+    with WebLoad(INVENTORY) as load:
+        out = playbook("playbooks/deploy.yml", "-e", "web_version=1.1.0", *CANARY)
+    assert_web_serving(INVENTORY, HOSTS, "1.1.0", len(HOSTS))
+    assert {"1.0.0", "1.1.0"} <= set(load.stats["versions"]), load.stats
+    assert "web release 1.0.0 -> 1.1.0" in out and "batch 1 (canary)" in out
+    # Assets one release lacks, asked of an instance of the other: nginx's 404 retry (router access log).
+    lb = testinfra.get_host(f"ansible://lb1?ansible_inventory={INVENTORY}", sudo=True)
+    retried = lb.run("grep -c 'upstream_status=404, 200' /var/log/nginx/recete-lb.access.log").stdout.strip()
+    print("assets answered after a 404 of the other release (all runs on lb1): %s" % retried)
+    assert api_units() == api_before        # only the web tier changed
+    for name in HOSTS:
+        assert testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}", sudo=True).file(
+            "/opt/recete-web/previous").linked_to == "/opt/recete-web/releases/1.0.0"
+
+
+def test_a_web_release_that_never_gets_ready_is_rolled_back_under_load():
+    web_artifact("1.2.0-notready", fault="not-ready")
+    with WebLoad(INVENTORY):
+        out = playbook("playbooks/deploy.yml", "-e", "web_version=1.2.0-notready", "-e", "web_ready_timeout=10",
+                       *CANARY, expect_rc=2)
+    flat = " ".join(out.split())
+    assert re.search(r"api\d:31\d\d \(1\.2\.0-notready\) is not ready", flat), flat[-3000:]
+    assert "Rolled back" in flat and "web instances" in flat
+    assert_web_serving(INVENTORY, HOSTS, "1.1.0", len(HOSTS))
