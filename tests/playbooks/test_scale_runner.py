@@ -39,4 +39,4 @@ def test_valid_count_parses_and_lists_its_tasks(private_data_dir):
     # --list-tasks names every play, the controller's checks first.
     assert "play #1 (all): Refuse a --limit that cuts the rolling change short" in output
     assert "play #2 (localhost): Check the request before contacting any host" in output
-    assert "play #7 (lb): Scale the app tier behind the load balancer" in output
+    assert "play #9 (lb): Scale the app tier behind the load balancer" in output
