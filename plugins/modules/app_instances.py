@@ -22,8 +22,8 @@ description:
     unit, its drop-ins, or a file in O(watch) such as the environment file).
   - Read-only; never reports a change. The rolling-change planner (C(recete.stack.rollout_plan)) reads this.
   - Also returns, as facts, what a plan needs of the host (the address and interface of its default IPv4 route,
-    its logical processors and memory), named as M(ansible.builtin.setup) names them: one call per host
-    instead of a read and two fact gatherings. With C(delegate_facts) they land on the host read.
+    its logical processors and memory), named as M(ansible.builtin.setup) names them. That is one call per host
+    instead of a read and two fact gatherings; with C(delegate_facts) they land on the host read.
 author: recete.stack maintainers (@recete)
 extends_documentation_fragment:
   - recete.stack.action_group.app_group
