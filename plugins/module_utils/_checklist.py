@@ -10,7 +10,7 @@ the hosts for the items the status screen does not show:
      "results_md": text or None,           # docs/results.md
      "bench_out": ["file", ...],           # files under bench/out/
      "lb_hosts": [host], "autoscaler": {"hosts": [host], "active": [host]},
-     "cdn": {"groups": {"web": [host], "cdn": [host]}, "setting": str},
+     "cdn": {"groups": {"web": [host], "cdn": [host]}, "setting": str, "caching_lbs": [host]},
      "backup": {host: {"configs": [path], "timers": [unit]}}}
 
 Each item is {"id", "title", "ok", "evidence"}: ok only on evidence found in
@@ -130,12 +130,21 @@ def replicas(data):
 
 
 def cdn(facts):
+    """An external CDN (cdn_url), edge hosts (a `cdn` group), or the web tier's static
+    assets cached by nginx on the load balancers, the origin a CDN pulls from."""
     info = facts.get("cdn") or {}
     groups = {g: hosts for g, hosts in (info.get("groups") or {}).items() if hosts}
+    caching = info.get("caching_lbs") or []
     if info.get("setting"):
         return True, "CDN setting: %s" % info["setting"]
+    if groups.get("cdn"):
+        return True, "CDN edge group: cdn (%s)" % ", ".join(groups["cdn"])
+    named = ", ".join("%s (%s)" % (g, ", ".join(h)) for g, h in sorted(groups.items()))
+    if groups and caching:
+        return True, "static assets of %s cached by nginx on %s (the CDN origin; no cdn_url set)" % (
+            named, ", ".join(caching))
     if groups:
-        return True, "static/CDN group(s): %s" % ", ".join("%s (%s)" % (g, ", ".join(h)) for g, h in sorted(groups.items()))
+        return False, "group(s) %s but no load balancer caches their static assets" % named
     return False, "no CDN: no web/cdn group and no cdn setting (not built)"
 
 

@@ -292,6 +292,8 @@ def test_status_and_checklist_read_the_live_stack(tmp_path):
         assert items[done]["ok"], f"{done}: {items[done]['evidence']}"
     # Backups: the members' pgBackRest configuration and the repository host's timers.
     assert "mon1:recete-backup-full.timer" in items["backups"]["evidence"], items["backups"]["evidence"]
+    # The web tier's static assets cached by nginx on every load balancer: the CDN's origin.
+    assert items["cdn"]["ok"] and all(lb in items["cdn"]["evidence"] for lb in lbs), items["cdn"]["evidence"]
     # Not built (or not running in this scenario): honestly not done.
-    for missing in ("autoscaling", "cdn") + (() if pair else ("lb_redundancy",)):
+    for missing in ("autoscaling",) + (() if pair else ("lb_redundancy",)):
         assert not items[missing]["ok"], f"{missing} claims done: {items[missing]['evidence']}"

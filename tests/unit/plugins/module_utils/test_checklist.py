@@ -118,7 +118,13 @@ def test_backups_dr_cdn_and_autoscaler_need_real_evidence():
                                           "timers": ["pgbackrest-full.timer"]}}})[0] is True
     assert cl.dr_plan({"playbooks": ["restore_postgres.yml", "deploy.yml"]}) == (True, "DR playbooks: restore_postgres.yml")
     assert cl.dr_plan({"playbooks": ["restorer.txt"]})[0] is False
-    assert cl.cdn({"cdn": {"groups": {"web": ["edge1"]}}})[0] is True
+    assert cl.cdn({"cdn": {"groups": {"cdn": ["edge1"]}}}) == (True, "CDN edge group: cdn (edge1)")
+    # A web tier counts only where the load balancers cache its static assets.
+    assert cl.cdn({"cdn": {"groups": {"web": ["api1"], "cdn": []}, "caching_lbs": []}}) == (
+        False, "group(s) web (api1) but no load balancer caches their static assets")
+    assert cl.cdn({"cdn": {"groups": {"web": ["api1", "api2"]}, "caching_lbs": ["lb1", "lb2"]}}) == (
+        True, "static assets of web (api1, api2) cached by nginx on lb1, lb2 (the CDN origin; no cdn_url set)")
+    assert cl.cdn({"cdn": {"groups": {"web": []}, "setting": "https://cdn.example"}})[0] is True
     assert cl.autoscaling({"autoscaler": {"hosts": ["mon1"], "active": []}}) == (
         False, "autoscaler group mon1 but no active autoscaler service")
     assert cl.zero_downtime({"playbooks": ["deploy.yml"]}) == (False, "missing playbooks/rollback.yml")
