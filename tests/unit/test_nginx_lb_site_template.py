@@ -1,0 +1,65 @@
+"""nginx_lb's site template rendered by Ansible's own templar with the role's
+defaults, for what nginx would otherwise only show on a live request: an
+add_header in a location drops every add_header of its server, so a location
+with its own header must repeat the server's HSTS."""
+import pathlib
+import re
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROLE = pathlib.Path(__file__).resolve().parents[2] / "roles" / "nginx_lb"
+HSTS = "Strict-Transport-Security"
+
+
+def render(**settings):
+    loader = DataLoader()
+    variables = {}
+    for name in ("defaults/main.yml", "vars/main.yml"):
+        variables.update(loader.load_from_file(str(ROLE / name)))
+    variables.update({"groups": {"lb": ["lb1"], "api": ["api1"], "web": ["api1"], "all": ["lb1", "api1"]},
+                      "inventory_hostname": "lb1", "hostvars": {}, "ansible_managed": "managed"}, **settings)
+    source = (ROLE / "templates" / "recete-lb.conf.j2").read_text()
+    return Templar(loader=loader, variables=variables).template(trust_as_template(source))
+
+
+def blocks(text, keyword):
+    """The bodies of the `keyword ... { ... }` blocks of text (outermost only), braces matched."""
+    found = []
+    for match in re.finditer(r"^\s*%s\b[^{;]*\{" % keyword, text, re.M):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                found.append(text[start:i])
+                break
+    return found
+
+
+def own_lines(body):
+    """A block's own directives, its nested blocks left out."""
+    depth, lines = 0, []
+    for line in body.splitlines():
+        if depth == 0 and "{" not in line:
+            lines.append(line.strip())
+        depth += line.count("{") - line.count("}")
+    return lines
+
+
+@pytest.mark.parametrize("redirect", [True, False])
+def test_every_location_with_its_own_headers_keeps_the_servers_hsts(redirect):
+    config = render(nginx_lb_http_redirect=redirect)
+    servers = blocks(config, "server")
+    with_hsts = [s for s in servers if any(line.startswith("add_header " + HSTS) for line in own_lines(s))]
+    # HTTPS servers only, and only where port 80 only redirects: the API's and the web tier's.
+    assert len(with_hsts) == (2 if redirect else 0), config
+    checked = 0
+    for server in with_hsts:
+        for location in blocks(server, "location"):
+            if any(line.startswith("add_header ") for line in own_lines(location)):
+                checked += 1
+                assert any(line.startswith("add_header " + HSTS) for line in own_lines(location)), location
+    # The web tier's cached assets carry X-Cache-Status: at least that location was checked.
+    assert checked >= (1 if redirect else 0)
+    assert (HSTS in config) == redirect
