@@ -45,7 +45,8 @@ def test_a_web_deploy_1_1_0_under_load_fails_no_page_and_no_asset():
         out = playbook("playbooks/deploy.yml", "-e", "web_version=1.1.0", *CANARY)
     assert_web_serving(INVENTORY, HOSTS, "1.1.0", len(HOSTS))
     assert {"1.0.0", "1.1.0"} <= set(load.stats["versions"]), load.stats
-    assert "web release 1.0.0 -> 1.1.0" in out and "batch 1 (canary)" in out
+    # The summary's first line names the release this run changed: the web tier's.
+    assert "deploy: changed; web release 1.0.0 -> 1.1.0" in out and "batch 1 (canary)" in out
     # Assets one release lacks, asked of an instance of the other: nginx's 404 retry (router access log).
     lb = testinfra.get_host(f"ansible://lb1?ansible_inventory={INVENTORY}", sudo=True)
     retried = lb.run("grep -c 'upstream_status=404, 200' /var/log/nginx/recete-lb.access.log").stdout.strip()
