@@ -13,14 +13,14 @@ ROLE = pathlib.Path(__file__).resolve().parents[2] / "roles" / "nginx_lb"
 HSTS = "Strict-Transport-Security"
 
 
-def render(**settings):
+def render(template="recete-lb.conf.j2", **settings):
     loader = DataLoader()
     variables = {}
     for name in ("defaults/main.yml", "vars/main.yml"):
         variables.update(loader.load_from_file(str(ROLE / name)))
     variables.update({"groups": {"lb": ["lb1"], "api": ["api1"], "web": ["api1"], "all": ["lb1", "api1"]},
                       "inventory_hostname": "lb1", "hostvars": {}, "ansible_managed": "managed"}, **settings)
-    source = (ROLE / "templates" / "recete-lb.conf.j2").read_text()
+    source = (ROLE / "templates" / template).read_text()
     return Templar(loader=loader, variables=variables).template(trust_as_template(source))
 
 
@@ -63,3 +63,33 @@ def test_every_location_with_its_own_headers_keeps_the_servers_hsts(redirect):
     # The web tier's cached assets carry X-Cache-Status: at least that location was checked.
     assert checked >= (1 if redirect else 0)
     assert (HSTS in config) == redirect
+
+
+def web_retries(config):
+    """(asset retry lines, page retry lines) of each web server of config that proxies assets."""
+    found = []
+    for server in blocks(config, "server"):
+        if not any(line.startswith("server_name web.") for line in own_lines(server)):
+            continue
+        locations = dict(zip(re.findall(r"^\s*location\s+(\S+)\s*\{", server, re.M), blocks(server, "location")))
+        if "/_next/static/" in locations:   # not port 80's server of a redirecting setup
+            found.append(tuple([line for line in own_lines(locations[path]) if line.startswith("proxy_next_upstream ")]
+                               for path in ("/_next/static/", "/")))
+    return found
+
+
+@pytest.mark.parametrize("router", [True, False])
+def test_a_missing_asset_is_asked_of_another_instance_in_either_layout(router):
+    """During a rolling deploy an instance lacks the other release's assets: a 404 for
+    /_next/static/ goes to the next instance (in the router nginx, or in the one nginx
+    without it); a page's 404 is the app's answer and is not retried."""
+    edge = web_retries(render(nginx_lb_router_enabled=router))
+    assert edge, "no web server proxies /_next/static/"
+    retrying = web_retries(render("router.conf.j2")) if router else edge
+    if router:
+        # The edge hands everything to the router once; the router retries.
+        assert all(assets == ["proxy_next_upstream off;"] for assets, _ in edge), edge
+    assert len(retrying) == 1, retrying
+    for assets, pages in retrying:
+        assert len(assets) == 1 and "http_404" in assets[0].rstrip(";").split(), assets
+        assert len(pages) == 1 and "http_404" not in pages[0].rstrip(";").split(), pages
