@@ -11,7 +11,7 @@ the scaling checklist (_checklist.py) read the stack the same way.
 
 The collected data (every key optional):
 
-    {"app": {"api": {host: app_instances result}, "worker": {...}},
+    {"app": {"api": {host: app_instances result}, "worker": {...}, "web": {...}},
      "lb": {host: slurp result of the upstream file},
      "sentinel": {host: sentinel_info result}, "addresses": {ip: host},
      "postgres": {"mode": "self_hosted", "hosts": {host: {"node": query, "replication": query}}},
@@ -379,6 +379,11 @@ def status_lines(data):
          ["api " + app_line(h, r) for h, r in sorted((app.get("api") or {}).items())]
          + ["worker " + app_line(h, r) for h, r in sorted((app.get("worker") or {}).items())]
          or ["no host in the api or worker group"]),
+    ] + ([
+        # Only a stack with a web tier shows its section.
+        ("Web (%d instances running)" % running_count(app["web"]),
+         ["web " + app_line(h, r) for h, r in sorted(app["web"].items())]),
+    ] if app.get("web") else []) + [
         ("Load balancer (upstream members)",
          [lb_line(h, r) for h, r in sorted((data.get("lb") or {}).items())] or ["no host in the lb group"]),
         ("Redis (Sentinel)", redis_lines(data.get("sentinel") or {}, addresses)),

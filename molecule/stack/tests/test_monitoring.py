@@ -13,6 +13,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -276,8 +277,11 @@ def test_status_and_checklist_read_the_live_stack(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "changed=" in run.stdout and not any(
         "changed=0" not in line for line in run.stdout.splitlines() if "ok=" in line and "changed=" in line), run.stdout[-3000:]
-    for tier in ("API and workers", "Load balancer", "Redis", "PostgreSQL", "PgBouncer", "Queue", "Alerts"):
+    for tier in ("API and workers", "Web", "Load balancer", "Redis", "PostgreSQL", "PgBouncer", "Queue", "Alerts"):
         assert tier in run.stdout, f"status.yml shows no {tier} section"
+    # The web tier's instances, each with its release, on every web host.
+    web_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("web")
+    assert all(re.search(r"web %s: 31\d\d \([0-9.]+\) running" % h, run.stdout) for h in web_hosts), run.stdout[-3000:]
     run = subprocess.run(base + [os.path.join(PROJECT, "playbooks", "checklist.yml"), "-e", f"checklist_report_dir={tmp_path}"],
                          capture_output=True, text=True, cwd=PROJECT, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -156,3 +156,16 @@ def test_the_screen_has_every_tier_and_survives_empty_data():
     assert len(headers) == 7
     assert "   no host in the lb group" in lines
     assert "   monitoring not deployed (no host in the monitoring group)" in lines
+
+
+def test_the_web_tier_has_a_section_only_where_it_has_hosts():
+    web = {"unit_installed": True, "release": "1.1.0", "changed": False,
+           "instances": [{"slot": 3100, "release": "1.1.0", "running": True, "current": True},
+                         {"slot": 3101, "release": "1.0.0", "running": False, "current": False, "active_state": "inactive"}]}
+    lines = status_lines({"app": {"api": {}, "web": {"api1": web, "api2": None}}})
+    at = lines.index("== Web (1 instances running)")
+    assert lines[at + 1:at + 3] == ["   web api1: 3100 (1.1.0) running",
+                                    "   web api2: not read (outside the play: --limit?)"]
+    # Right after the API and workers, before the load balancer.
+    assert lines[at - 2].startswith("== API and workers") and lines[at + 3].startswith("== Load balancer")
+    assert not any(line.startswith("== Web") for line in status_lines({"app": {"web": {}}}))
