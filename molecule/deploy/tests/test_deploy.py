@@ -21,11 +21,12 @@ import testinfra
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
-RELEASES = os.path.join(PROJECT, ".cache", "release")
 API_HOSTS = ["api1", "api2"]
 WORKER_HOSTS = ["worker1", "worker2"]
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 from _lab import OpenLoop  # noqa: E402  (bench/ holds the one load generator)
+sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
+from releases import app_artifact  # noqa: E402  (built ahead by tools/test, else here)
 
 # Short canary and load windows: the lab shares two cores with the test run.
 CANARY = ["-e", "rollout_canary_seconds=5"]
@@ -44,19 +45,6 @@ def playbook(name, *extra, expect_rc=0):
     out = run.stdout + "\n" + run.stderr
     assert run.returncode == expect_rc, f"rc={run.returncode}\n{out[-6000:]}"
     return out
-
-
-def artifact(version, fault=None):
-    """The artifact of a version: built from examples/app, or a broken variant of 1.1.0."""
-    path = os.path.join(RELEASES, f"recete-app-{version}.tar.gz")
-    if not os.path.exists(path):
-        if fault:
-            subprocess.run([sys.executable, os.path.join(PROJECT, "tests", "support", "faulty_release.py"),
-                            artifact("1.1.0"), version, fault], check=True, capture_output=True)
-        else:
-            subprocess.run([os.path.join(PROJECT, "examples", "app", "scripts", "build-release.sh"), RELEASES],
-                           check=True, capture_output=True, env=dict(os.environ, APP_VERSION=version))
-    return path
 
 
 def lb_address():
@@ -154,7 +142,7 @@ def test_start_from_two_api_instances_and_two_workers_of_1_0_0():
 
 
 def test_deploy_1_1_0_under_load_drops_nothing():
-    artifact("1.1.0")
+    app_artifact("1.1.0")
     with Load():
         out = playbook("deploy.yml", "-e", "app_version=1.1.0", *CANARY)
     assert_serving("1.1.0", 2)
@@ -178,9 +166,12 @@ def test_the_same_version_again_changes_nothing_and_does_not_reload():
 
 
 def test_a_release_that_never_gets_ready_is_rolled_back_under_load():
-    artifact("1.2.0-notready", fault="not-ready")
+    app_artifact("1.2.0-notready", fault="not-ready")
     with Load():
-        out = playbook("deploy.yml", "-e", "app_version=1.2.0-notready", *CANARY, expect_rc=2)
+        # A gate shorter than the default 60 s: the failure, and the old release's instances
+        # ready again in the rollback, take seconds.
+        out = playbook("deploy.yml", "-e", "app_version=1.2.0-notready", "-e", "api_ready_timeout=20", *CANARY,
+                       expect_rc=2)
     flat = " ".join(out.split())
     assert re.search(r"api\d:\d+ \(1\.2\.0-notready\) is not ready", flat), flat[-3000:]
     assert "HTTP 503" in flat and "Rolled back" in flat
@@ -188,7 +179,7 @@ def test_a_release_that_never_gets_ready_is_rolled_back_under_load():
 
 
 def test_a_canary_that_answers_5xx_is_rolled_back():
-    artifact("1.2.1-errors", fault="server-errors")
+    app_artifact("1.2.1-errors", fault="server-errors")
     # The canary passes /ready but answers 500 to every /items request: the
     # access log shows it, and the deploy rolls back before a second batch.
     load = OpenLoop(lb_address(), rate=RATE, connections=8, max_seconds=900)
@@ -204,7 +195,7 @@ def test_a_canary_that_answers_5xx_is_rolled_back():
 
 
 def test_a_failed_migration_stops_before_any_instance_changes():
-    artifact("1.3.0-nomigration", fault="failing-migration")
+    app_artifact("1.3.0-nomigration", fault="failing-migration")
     before = api_instances()
     pids = {name: on(name).check_output("pgrep -xf '/usr/bin/node src/server.js' | sort") for name in API_HOSTS}
     out = playbook("deploy.yml", "-e", "app_version=1.3.0-nomigration", expect_rc=2)
@@ -249,7 +240,7 @@ def test_site_with_a_new_release_and_fewer_instances_drains_under_load():
     # here are skipped (their idempotence is the stack scenario's): the data tier's, the base
     # configuration, the firewall and monitoring - 436 s of the test's 440 s otherwise.
     with Load():
-        out = playbook("site.yml", "-e", f"app_release_artifact={artifact('1.1.0')}", "-e", "api_replicas=2", *CANARY,
+        out = playbook("site.yml", "-e", f"app_release_artifact={app_artifact('1.1.0')}", "-e", "api_replicas=2", *CANARY,
                        "--skip-tags", UNCHANGED_TAGS)
     assert_serving("1.1.0", 2)
     assert "site: changed; release 1.0.0 -> 1.1.0" in out
