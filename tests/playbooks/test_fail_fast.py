@@ -17,19 +17,29 @@ HOSTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory):
+def unreachable_inventory(directory, hosts):
     addresses = {}
     children = {}
-    for group, names in HOSTS.items():
+    for group, names in hosts.items():
         for name in names:
             addresses.setdefault(name, "192.0.2.%d" % (len(addresses) + 10))
         children[group] = {"hosts": {name: {"ansible_host": addresses[name]} for name in names}}
-    path = tmp_path_factory.mktemp("unreachable") / "hosts.yml"
+    path = directory / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {
         "vars": {"ansible_ssh_common_args": "-o ConnectTimeout=2", "app_release_artifact_dir": "/nonexistent"},
         "children": children}}))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    return unreachable_inventory(tmp_path_factory.mktemp("unreachable"), HOSTS)
+
+
+@pytest.fixture(scope="module")
+def web_inventory(tmp_path_factory):
+    """The same hosts with a web tier beside the API (as the lab has it)."""
+    return unreachable_inventory(tmp_path_factory.mktemp("unreachable-web"), dict(HOSTS, web=["api1", "api2"]))
 
 
 def run(inventory, playbook, *args):
@@ -155,3 +165,64 @@ def test_a_release_without_a_matching_checksum_is_refused(lab_inventory, tmp_pat
     rc, out = run(lab_inventory, "deploy.yml", "-e", "app_version=9.9.9", "-e", "app_release_artifact_dir=%s" % tmp_path)
     assert rc == 2 and message in out and "Nothing was changed" in out, out[-2000:]
     assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("playbook,args,message", [
+    ("rollback.yml", ["-e", "rollback_tiers=wbe"], "rollback_tiers names the tiers to roll back: api (the API and the"),
+    ("rollback.yml", ["-e", "rollback_tiers=api,"], None),
+    ("rollback.yml", ["-e", "rollback_tiers=web"], "rollback of the web tier needs hosts in group web (found 0)"),
+])
+def test_a_rollback_of_a_bad_tier_is_refused_without_contacting_a_host(inventory, playbook, args, message):
+    rc, out = run(inventory, playbook, *args)
+    if message is None:
+        # api, with a trailing comma: a good request, so the run goes on to the first API host.
+        assert "rollback_tiers names" not in out and "UNREACHABLE" in out, out[-2000:]
+        return
+    assert rc == 2 and message in out and "Nothing was changed" in out, out[-2000:]
+    assert "UNREACHABLE" not in out and "unreachable=1" not in out, out[-2000:]
+
+
+@pytest.fixture(scope="module")
+def artifact_server(tmp_path_factory):
+    """A web release artifact served over HTTP on loopback (as a release store would)."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    root = tmp_path_factory.mktemp("release-store")
+    body = b"a web release artifact"
+    (root / "recete-web-9.9.9.tar.gz").write_bytes(body)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": "http://127.0.0.1:%d/recete-web-9.9.9.tar.gz" % server.server_address[1],
+           "sha256": hashlib.sha256(body).hexdigest(), "body": body}
+    server.shutdown()
+    server.server_close()
+
+
+def deploy_web_from(web_inventory, tmp_path, url, sha256=None):
+    dest = tmp_path / "recete-web-9.9.9.tar.gz"
+    args = ["-e", "web_version=9.9.9", "-e", "web_release_artifact=%s" % dest, "-e", "web_release_artifact_url=%s" % url]
+    if sha256 is not None:
+        args += ["-e", "web_release_artifact_sha256=%s" % sha256]
+    return dest, run(web_inventory, "deploy.yml", *args)
+
+
+def test_a_web_artifact_url_without_its_sha256_is_refused(web_inventory, tmp_path, artifact_server):
+    dest, (rc, out) = deploy_web_from(web_inventory, tmp_path, artifact_server["url"])
+    assert rc == 2 and "web_release_artifact_url needs web_release_artifact_sha256" in out, out[-2000:]
+    assert not dest.exists() and "UNREACHABLE" not in out, out[-2000:]
+
+
+def test_a_web_artifact_that_does_not_match_its_sha256_is_refused(web_inventory, tmp_path, artifact_server):
+    dest, (rc, out) = deploy_web_from(web_inventory, tmp_path, artifact_server["url"], "0" * 64)
+    assert rc == 2 and "did not match" in out, out[-2000:]
+    assert not dest.exists() and "UNREACHABLE" not in out, out[-2000:]
+
+
+def test_a_web_artifact_is_downloaded_and_checked_before_the_first_host(web_inventory, tmp_path, artifact_server):
+    dest, (rc, out) = deploy_web_from(web_inventory, tmp_path, artifact_server["url"], artifact_server["sha256"])
+    assert dest.read_bytes() == artifact_server["body"], out[-2000:]
+    # Past every check on the controller, the run goes on to take the lock on lb1: unreachable here.
+    assert rc != 0 and "UNREACHABLE" in out and "Nothing was changed" not in out, out[-2000:]

@@ -6,8 +6,9 @@ In order (pytest keeps file order), on the stack the earlier scenarios left:
      scale-in below the high load's need only after the window, 2..10 instances, 0 failed requests (bench/autoscale_ramp.py);
   3. slow jobs: queue latency rises and the autoscaler adds workers, every job completes; a
      manual scale.yml started while the autoscaler holds the operation lock waits for it;
-  4. a machine joins the lab (tools/lab add); one scale.yml run prepares it and places an
-     instance on it under load; then leaving_hosts empties it and it leaves the lab.
+  4. a machine joins the lab (tools/lab add) in groups api and web; one scale.yml run prepares it
+     and places an API and a web instance on it under API and page loads; then leaving_hosts
+     empties it and it leaves the lab.
 The Black Friday counts (10 API, 20 workers on joined machines) are bench/black_friday.py's.
 The tests use the lab's own inventory (tools/lab writes it, with the lab's group_vars beside
 it) because machines join it during the run; Molecule's inventory is fixed at create.
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from _lab import Lab, OpenLoop, lab_inventory, lab_tool  # noqa: E402  (bench/: the lab client, load, tools/lab)
 from autoscale_ramp import decisions, run_ramp, settings, summary_lines, timeline_lines  # noqa: E402
 from prometheus import Prometheus  # noqa: E402
+from web_lab import WebLoad  # noqa: E402  (page loads and the assets they name, through the load balancers)
 
 WINDOW = 60      # scale-down stabilization window in these tests (default 300 s)
 INTERVAL = 5     # autoscaler evaluation interval in these tests (default 15 s)
@@ -144,29 +146,39 @@ def test_workers_scale_out_on_queue_latency_and_a_manual_scale_waits_for_the_loc
 
 
 def test_a_host_joins_in_one_scale_run_then_leaves(lab):
-    lab_tool("add", "--name", LAB, "--machine", "api3", "--groups", "api")
+    # api3 joins the API and the web tier (groups api and web, as the lab's app hosts are).
+    lab_tool("add", "--name", LAB, "--machine", "api3", "--groups", "api,web")
     big = Lab(lab_inventory(LAB))
     try:
         load = OpenLoop(big.address(big.first("lb")), 20, job_share=0.1)
         load.phase = "join"
         load.start()
         try:
-            run = big.playbook("playbooks/scale.yml", extra_vars={"api_replicas": 3}, timeout=2400)
+            with WebLoad(lab_inventory(LAB)) as pages:
+                run = big.playbook("playbooks/scale.yml", extra_vars={"api_replicas": 3, "web_replicas": 3},
+                                   timeout=2400)
         finally:
             load.stop()
         assert run.ok, run.tail()
         assert "api3 joined" not in run.stdout  # that line is check mode's; a real run prepares it
         api = instances(big, "recete-api", big.hosts("api"))
         assert api == {"api1": 1, "api2": 1, "api3": 1}, api
-        release = big.ssh("api1", "readlink /opt/recete/current").stdout.strip()
-        assert big.ssh("api3", "readlink /opt/recete/current").stdout.strip() == release
+        web = instances(big, "recete-web", big.hosts("web"))
+        assert web == {"api1": 1, "api2": 1, "api3": 1}, web
+        for root in ("/opt/recete", "/opt/recete-web"):
+            release = big.ssh("api1", "readlink %s/current" % root).stdout.strip()
+            assert release and big.ssh("api3", "readlink %s/current" % root).stdout.strip() == release, root
+        # Prepared once: the base role ran in the API's preparation only, not again for the web tier.
+        assert run.stdout.count("common : Install base packages]") == 1, run.tail()
         assert load.failed() == 0, load.stats("join")
+        assert pages.stats["sent"] > 0, pages.stats     # WebLoad asserted 0 failed page loads on exit
         assert_jobs_done(load)
-        # Leaving: api3's instance moves to the first hosts, then the machine goes.
-        run = big.playbook("playbooks/scale.yml", extra_vars={"api_replicas": 2, "leaving_hosts": "api3"},
-                           timeout=2400)
+        # Leaving: api3's instances move to the first hosts, then the machine goes.
+        run = big.playbook("playbooks/scale.yml",
+                           extra_vars={"api_replicas": 2, "web_replicas": 2, "leaving_hosts": "api3"}, timeout=2400)
         assert run.ok, run.tail()
         assert instances(big, "recete-api", big.hosts("api")) == {"api1": 1, "api2": 1, "api3": 0}
+        assert instances(big, "recete-web", big.hosts("web")) == {"api1": 1, "api2": 1, "api3": 0}
     finally:
         subprocess.run([os.path.join(PROJECT, "tools", "lab"), "remove", "--name", LAB, "--machine", "api3"],
                        capture_output=True, text=True, timeout=600)
