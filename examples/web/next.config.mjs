@@ -21,6 +21,9 @@ export default {
   // Baked in at build time (build-release.sh sets APP_VERSION).
   env: { APP_VERSION: process.env.APP_VERSION || pkg.version },
   poweredByHeader: false,
+  // Loaded from node_modules at run time (traced into the standalone output),
+  // not bundled into every handler: one prom-client for the whole process.
+  serverExternalPackages: ['prom-client'],
   experimental: {
     // The release directory is root's and read-only to the service: Next.js
     // would otherwise copy prerendered pages into .next/server/route-cache/

@@ -71,7 +71,9 @@ def web_retries(config):
     for server in blocks(config, "server"):
         if not any(line.startswith("server_name web.") for line in own_lines(server)):
             continue
-        locations = dict(zip(re.findall(r"^\s*location\s+(\S+)\s*\{", server, re.M), blocks(server, "location")))
+        # Keyed by modifier and path ("= /metrics", "/_next/static/", "/").
+        locations = dict(zip(re.findall(r"^\s*location\s+((?:[=~^*]+\s+)?\S+)\s*\{", server, re.M),
+                             blocks(server, "location")))
         if "/_next/static/" in locations:   # not port 80's server of a redirecting setup
             found.append(tuple([line for line in own_lines(locations[path]) if line.startswith("proxy_next_upstream ")]
                                for path in ("/_next/static/", "/")))
@@ -93,3 +95,14 @@ def test_a_missing_asset_is_asked_of_another_instance_in_either_layout(router):
     for assets, pages in retrying:
         assert len(assets) == 1 and "http_404" in assets[0].rstrip(";").split(), assets
         assert len(pages) == 1 and "http_404" not in pages[0].rstrip(";").split(), pages
+
+
+@pytest.mark.parametrize("router", [True, False])
+def test_no_server_hands_an_instances_metrics_to_the_public(router):
+    """Prometheus scrapes each API and web instance directly; through the load balancer
+    /metrics is a 404 on every server that proxies to them, the API's and the web tier's."""
+    servers = [body for body in blocks(render(nginx_lb_router_enabled=router), "server") if "proxy_pass" in body]
+    assert len(servers) >= 2, "no API and web servers rendered"
+    for body in servers:
+        assert re.search(r"location = /metrics \{\s*return 404;\s*\}", body), \
+            "a server proxies /metrics to the instances:\n" + body[:400]

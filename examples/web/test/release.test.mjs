@@ -333,6 +333,35 @@ test('SIGTERM: the listener closes, the request in flight completes, the process
   agent.destroy();
 });
 
+// One series value from a Prometheus text exposition (0 when absent).
+function sample(text, name, labels) {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+test('/metrics counts every request by kind and status, with the process metrics', async () => {
+  const before = (await request(`${web.url}/metrics`)).text;
+  const home = await request(`${web.url}/`);
+  const asset = home.text.match(/(?:src|href)="(\/_next\/static\/[^"]+)"/)[1];
+  assert.equal((await request(`${web.url}${asset}`)).status, 200);
+  assert.equal((await request(`${web.url}/items/does-not-exist`)).status, 404);
+  const r = await request(`${web.url}/metrics`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+  assert.equal(r.headers['cache-control'], 'no-store');
+  const count = 'recete_web_http_request_duration_seconds_count';
+  const grew = (labels) => sample(r.text, count, labels) - sample(before, count, labels);
+  assert.equal(grew({ kind: 'page', status: '200' }), 1, r.text);
+  assert.equal(grew({ kind: 'page', status: '404' }), 1, r.text);
+  assert.equal(grew({ kind: 'asset', status: '200' }), 1, r.text);
+  assert.equal(grew({ kind: 'probe', status: '200' }), 1, r.text);   // the first /metrics
+  // This /metrics itself is in flight while it is answered.
+  assert.match(r.text, /^recete_web_http_requests_in_flight 1$/m);
+  assert.match(r.text, /^process_resident_memory_bytes \d+/m);
+  assert.match(r.text, /^nodejs_eventloop_lag_seconds /m);
+});
+
 test('the server wrote nothing into its release directory', () => {
   assert.deepEqual(snapshot(root), filesBefore);
 });

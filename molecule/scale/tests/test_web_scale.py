@@ -17,10 +17,22 @@ INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.getcwd())
 sys.path.insert(0, os.path.join(PROJECT, "tests", "support"))
 from lab_run import Playbooks  # noqa: E402
+from lab_settings import private_address  # noqa: E402
+from prometheus import Prometheus  # noqa: E402
 from web_lab import WebLoad, assert_web_serving, web_instances  # noqa: E402
 
 HOSTS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("web")
+SCRAPE = 5  # prometheus_scrape_interval of the lab
 playbook = Playbooks(INVENTORY, PROJECT)
+
+
+def scraped_web_instances(count):
+    """True once Prometheus scrapes exactly `count` web instances, all up, within 3 scrape intervals
+    (the engine rewrote its target file at the end of the run); else the targets' healths."""
+    prom = Prometheus(private_address(testinfra.get_host(f"ansible://mon1?ansible_inventory={INVENTORY}")))
+    healths, _ = prom.wait(lambda: [t["health"] for t in prom.targets("recete_web")] == ["up"] * count,
+                           timeout=3 * SCRAPE, interval=0.25)
+    return True if healths else [t["health"] for t in prom.targets("recete_web")]
 
 
 def release():
@@ -40,6 +52,8 @@ def test_web_replicas_scale_under_load_with_nothing_failed(count):
     # Spread evenly over the web hosts.
     assert sorted(len(ports) for ports in instances.values()) == [count // len(HOSTS)] * len(HOSTS), instances
     assert "web: " in out
+    scraped = scraped_web_instances(count)
+    assert scraped is True, scraped
 
 
 @pytest.mark.parametrize("value", ["abc", "99"])

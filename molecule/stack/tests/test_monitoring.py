@@ -72,7 +72,11 @@ MONITORING_LIST = {
     "Redis commands/s": 'rate(redis_commands_processed_total[1m])',
     "Sentinel masters": '{job="sentinel",__name__=~"redis_sentinel_master_.*"}',
     "nginx connections": 'nginx_connections_active',
+    "web page p95": 'histogram_quantile(0.95, sum by (le) (rate(recete_web_http_request_duration_seconds_bucket{job="recete_web",'
+                    'kind="page"}[1m])))',
+    "web memory per instance": 'process_resident_memory_bytes{job="recete_web"}',
 }
+WEB_HOST = "web.recete.internal"   # nginx_lb_web_server_name's default
 EXPORTER_PORTS = {"node": 9100, "nginx": 9113, "redis": 9121, "sentinel": 9355, "postgres": 9187, "pgbouncer": 9127}
 SECRET_FILES = {"redis1": ["/etc/default/prometheus-redis-exporter", "/etc/default/recete-sentinel-exporter"],
                 "pgbouncer1": ["/etc/recete-pgbouncer-exporter.pgpass"]}
@@ -92,9 +96,10 @@ def prom():
     return Prometheus(address("mon1"))
 
 
-def send(host, method, path, body=None, port=80):
+def send(host, method, path, body=None, port=80, headers=None):
     conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request(method, path, json.dumps(body) if body is not None else None, {"Content-Type": "application/json"})
+    conn.request(method, path, json.dumps(body) if body is not None else None,
+                 {"Content-Type": "application/json", **(headers or {})})
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
@@ -113,12 +118,14 @@ def traffic(prom):
         # right answer here; only traffic is wanted.
         assert send(lb, "GET", f"/items/{item}")[0] in (200, 404)
         assert send(lb, "POST", "/jobs", {"type": "sum", "data": {"values": [i, 1]}})[0] == 202
+        # A page of the web tier (the load balancer's web server name), rendered from the API.
+        assert send(lb, "GET", "/items/1", headers={"Host": WEB_HOST})[0] in (200, 404)
     time.sleep(3 * SCRAPE)
     return lb
 
 
 def test_every_target_is_up(prom):
-    jobs = ["recete_api", "recete_worker", "prometheus", "alertmanager", *EXPORTER_PORTS]
+    jobs = ["recete_api", "recete_worker", "recete_web", "prometheus", "alertmanager", *EXPORTER_PORTS]
     for job in jobs:
         targets = prom.targets(job)
         assert targets, f"job {job} has no target"
